@@ -1,0 +1,1 @@
+"""The gateway's local HTTP API (FastAPI) through which the fleet backend syncs."""

@@ -1,0 +1,1 @@
+"""The gateway's MQTT v5 driver for stations and scooters."""

@@ -1,0 +1,23 @@
+"""Assembles the ``dockgate`` command from its sub-apps."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import reader, rules, sim, tag
+
+app = typer.Typer(
+    name="dockgate",
+    help="Edge gateway for shared e-scooter and e-bike networks with docking stations.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(tag.app, name="tag")
+app.add_typer(reader.app, name="reader")
+app.add_typer(sim.app, name="sim")
+app.add_typer(rules.app, name="rules")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

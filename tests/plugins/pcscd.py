@@ -1,0 +1,1 @@
+"""pytest fixtures: a private pcscd for the tests (started on loopback, stopped after)."""

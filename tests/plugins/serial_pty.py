@@ -1,0 +1,1 @@
+"""pytest fixtures: a private serial_pty for the tests (started on loopback, stopped after)."""
