@@ -1,0 +1,1 @@
+"""The ``dockgate run`` daemon: settings, supervision and wiring of the parts."""

@@ -1,0 +1,123 @@
+"""Runs the daemon's parts in one task group and restarts a failed part with backoff.
+
+A part is an async callable that runs until cancelled. If it raises, the supervisor records the
+error in the part's health, waits (exponential backoff with jitter, capped) and starts it again;
+the other parts keep running. Only cancellation (shutdown) ends a part for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+PartState = Literal["starting", "running", "backoff", "stopped"]
+PartRunner = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class PartHealth:
+    """What ``/health`` reports about one part."""
+
+    name: str
+    state: PartState = "starting"
+    restarts: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    started_at: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "started_at": self.started_at,
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Jittered exponential backoff: ``initial * factor**n``, capped, with +-``jitter`` share."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    cap: float = 30.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.cap, self.initial * self.factor ** max(0, attempt))
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+class Supervisor:
+    """Keeps named parts running until :meth:`run` is cancelled or :meth:`stop` is called."""
+
+    def __init__(self, backoff: Backoff | None = None, healthy_after: float = 30.0) -> None:
+        self.backoff = backoff or Backoff()
+        self.healthy_after = healthy_after
+        self._parts: dict[str, PartRunner] = {}
+        self.health: dict[str, PartHealth] = {}
+        self._stopping = asyncio.Event()
+
+    def add(self, name: str, runner: PartRunner) -> None:
+        """Register a part; call before :meth:`run`."""
+        if name in self._parts:
+            raise ValueError(f"part {name!r} is already registered")
+        self._parts[name] = runner
+        self.health[name] = PartHealth(name)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to cancel every part and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run every part under supervision until stopped."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._keep_running(n, r)) for n, r in self._parts.items()]
+            await self._stopping.wait()
+            for task in tasks:
+                task.cancel()
+
+    async def _keep_running(self, name: str, runner: PartRunner) -> None:
+        health = self.health[name]
+        attempt = 0
+        try:
+            while True:
+                health.state = "running"
+                health.started_at = time.time()
+                started = time.monotonic()
+                try:
+                    await runner()
+                    raise RuntimeError("part returned; parts must run until cancelled")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a failing part must not take the daemon down
+                    if time.monotonic() - started > self.healthy_after:
+                        attempt = 0
+                    health.restarts += 1
+                    health.last_error = f"{type(exc).__name__}: {exc}"
+                    health.last_error_at = time.time()
+                    health.state = "backoff"
+                    delay = self.backoff.delay(attempt)
+                    attempt += 1
+                    log.warning(
+                        "part failed, restarting",
+                        extra={
+                            "part": name,
+                            "error": health.last_error,
+                            "delay_s": round(delay, 2),
+                        },
+                    )
+                    await asyncio.sleep(delay)
+        finally:
+            health.state = "stopped"
