@@ -1,7 +1,105 @@
 """`dockgate rules`: The local rules engine: check bundles, explain what applies where."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
     help="The local rules engine: check bundles, explain what applies where.", no_args_is_help=True
 )
+
+
+def _parse_at(at: str | None) -> float:
+    import time
+    from datetime import datetime
+
+    if at is None:
+        return time.time()
+    try:
+        return float(at)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise typer.BadParameter(
+            "--at takes epoch seconds or an ISO 8601 / RFC 3339 time"
+        ) from None
+
+
+def _load(bundle: Path, as_json: bool):
+    import json
+
+    from gateway.rules import BundleError, load_bundle
+
+    try:
+        return load_bundle(bundle)
+    except BundleError as exc:
+        if as_json:
+            typer.echo(json.dumps(exc.as_dict()))
+        else:
+            typer.echo(f"{bundle}: {len(exc.problems)} problem(s)", err=True)
+            for p in exc.problems:
+                typer.echo(f"  {p.location}: {p.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def explain(
+    bundle: Path = typer.Argument(..., help="Dashboard-style bundle (.json/.toml) or GBFS file."),
+    lat: float = typer.Option(..., "--lat", min=-90, max=90, help="Latitude, WGS 84 degrees."),
+    lon: float = typer.Option(..., "--lon", min=-180, max=180, help="Longitude, WGS 84 degrees."),
+    vehicle_type: str | None = typer.Option(None, "--vehicle-type", help="GBFS vehicle_type_id."),
+    at: str | None = typer.Option(None, "--at", help="Time: epoch seconds or RFC 3339 (now)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Print what applies at a position: network area, speed limit, ride rules, zones."""
+    import json
+
+    from gateway.rules import explain as do_explain
+
+    t = _parse_at(at)
+    b = _load(bundle, as_json)
+    result = do_explain(b, lat, lon, vehicle_type, t)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key in (
+        "bundle_version",
+        "inside_network",
+        "border_distance_m",
+        "max_speed_kph",
+        "ride_start_allowed",
+        "ride_end_allowed",
+        "ride_through_allowed",
+        "station_parking",
+    ):
+        typer.echo(f"{key:22} {result[key]}")
+    typer.echo(f"{'zones':22} {', '.join(result['zones']) or '-'}")
+
+
+@app.command()
+def check(
+    bundle: Path = typer.Argument(..., help="Dashboard-style bundle (.json/.toml) or GBFS file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Validate a bundle as a whole and list every problem (exit 1 if any)."""
+    import json
+
+    b = _load(bundle, as_json)
+    summary = {
+        "ok": True,
+        "version": b.version,
+        "source": b.source,
+        "speed_zones": len(b.config.speed_zones),
+        "virtual_parkings": len(b.config.virtual_parkings),
+        "gbfs_zones": len(b.gbfs.zones) if b.gbfs else 0,
+        "border": b.config.border is not None,
+        "problems": [],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{bundle}: ok, version {b.version} ({b.source})")

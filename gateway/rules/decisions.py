@@ -1,0 +1,121 @@
+"""What the engine decides: commands for the vehicle, fleet alerts, notifications.
+
+Every decision carries ``reason`` (the rule that fired, e.g. ``border.lock_vehicle``) and
+``inputs`` (the values that made it fire), so an operator can tell why it happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class CommandKind(StrEnum):
+    """Vehicle commands the daemon sends over MQTT."""
+
+    SET_MAX_SPEED = "set_max_speed"
+    PLAY_SOUND = "play_geofencing_sound"
+    LOCK = "lock"
+    UNLOCK = "unlock"
+    TRIP_HOLD = "trip_hold"
+    END_TRIP = "end_trip"
+
+
+class AlertType(StrEnum):
+    """The fleet dashboard's ``AlertType`` enum."""
+
+    UNEXPECTED_UNLOCK = "unexpected-unlock"
+    SPOT_IDENTIFY_FAIL = "spot-identify-fail"
+    SPOT_HIGH_TEMPERATURE = "spot-high-temperature"
+    STATION_POWER_CUT = "station-power-cut"
+    STATION_ALARM_TRIGGERED = "station-alarm-triggered"
+    VEHICLE_ILLEGAL_MOVING = "vehicle-illegal-moving"
+    VEHICLE_DISMANTLING = "vehicle-dismantling"
+    VEHICLE_LIFTED = "vehicle-lifted"
+    VEHICLE_FALLEN = "vehicle-fallen"
+    VEHICLE_OUT_OF_NETWORK_AREA = "vehicle-out-of-network-area"
+
+
+class AlertSeverity(StrEnum):
+    """The fleet dashboard's ``AlertSeverity`` enum."""
+
+    LOW = "low"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class AlertAction(StrEnum):
+    RAISE = "raise"
+    UPDATE = "update"
+    CLEAR = "clear"
+
+
+class NotificationKind(StrEnum):
+    """Messages for the rider (push) or the operator that are not dashboard alerts."""
+
+    OUT_OF_NETWORK_AREA = "out-of-network-area"
+    TRIP_TOO_LONG = "trip-too-long"
+    VEHICLE_STOLEN = "vehicle-stolen"
+    NO_RIDE_THROUGH_ZONE = "no-ride-through-zone"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command for one vehicle; ``max_speed_kph`` for SET_MAX_SPEED, ``auto_light`` for UNLOCK."""
+
+    kind: CommandKind
+    vehicle_id: str
+    reason: str
+    inputs: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+    max_speed_kph: int | None = None
+    auto_light: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDecision:
+    """Raise, update or clear the fleet alert of one type for one vehicle."""
+
+    action: AlertAction
+    alert_type: AlertType
+    severity: AlertSeverity
+    vehicle_id: str
+    reason: str
+    inputs: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+    occurrences: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A push to the rider of the trip, or a notice to the operator."""
+
+    kind: NotificationKind
+    vehicle_id: str
+    reason: str
+    to_rider: bool
+    inputs: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """Everything decided for one vehicle state at one instant.
+
+    ``max_speed_kph`` is the effective limit (the minimum of every applicable limit, None if
+    none applies); ``limits`` names each limit that applied. ``position_used`` is False when
+    the fix was stale or too inaccurate, in which case no place-based rule acted.
+    """
+
+    vehicle_id: str
+    at: float
+    commands: tuple[Command, ...]
+    alerts: tuple[AlertDecision, ...]
+    notifications: tuple[Notification, ...]
+    max_speed_kph: int | None
+    limits: dict[str, int]
+    inside_network: bool | None
+    zones: tuple[str, ...]
+    position_used: bool
+    ride_end_allowed: bool | None = None
+
+    def command_kinds(self) -> list[CommandKind]:
+        return [c.kind for c in self.commands]

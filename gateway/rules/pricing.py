@@ -1,0 +1,38 @@
+"""Running cost of a trip from the dashboard pricing, for the credit-depletion rule."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from gateway.rules.config import Pricing
+
+
+def _hod_s(hod: str) -> int:
+    h, m, s = (int(p) for p in hod.split(":"))
+    return h * 3600 + m * 60 + s
+
+
+def pricing_at(rules: list[Pricing], at: float, tz: ZoneInfo) -> Pricing | None:
+    """The first pricing window (in list order) containing ``at``, in network local time."""
+    if not rules:
+        return None
+    local = datetime.fromtimestamp(at, tz)
+    dow = (local.weekday() + 1) % 7  # dashboard: 0 = Sunday
+    t = dow * 86400 + local.hour * 3600 + local.minute * 60 + local.second
+    for r in rules:
+        start = r.start_dow * 86400 + _hod_s(r.start_hod)
+        end = r.end_dow * 86400 + _hod_s(r.end_hod)
+        if start == end or (start < end and start <= t < end):
+            return r
+        if start > end and (t >= start or t < end):
+            return r
+    return None
+
+
+def trip_cost(p: Pricing, ride_s: float, hold_s: float) -> float:
+    """Unlock price, then per-minute use after the included time, plus on-hold minutes."""
+    billable = max(0.0, ride_s - p.unlock_included_time)
+    return (
+        p.unlock_price + billable / 60.0 * p.use_per_minute_price + hold_s / 60.0 * p.on_hold_price
+    )

@@ -1,0 +1,269 @@
+"""The engine: each rule, GPS safety, alert lifecycle, and property tests."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.rules import (
+    AlertAction,
+    AlertType,
+    CommandKind,
+    RulesEngine,
+    Trip,
+    VehicleState,
+    load_bundle,
+)
+
+DEMO = Path(__file__).resolve().parents[1] / "config" / "rules" / "demo-milano.json"
+BUNDLE = load_bundle(DEMO)
+NOW = 1_717_236_000.0  # a Saturday, 10:00 in Milan
+LAT0, LON0 = 45.4642, 9.19
+KY = 111_195.0
+KX = KY * math.cos(math.radians(LAT0))
+
+
+def ll(x: float, y: float) -> tuple[float, float]:
+    return LAT0 + y / KY, LON0 + x / KX
+
+
+def state(x: float = 2000.0, y: float = -1500.0, **kw) -> VehicleState:
+    lat, lon = ll(x, y)
+    base = dict(
+        vehicle_id="v1",
+        lat=lat,
+        lon=lon,
+        fix_time=NOW,
+        accuracy_m=5.0,
+        speed_kph=15.0,
+        battery=80,
+        locked=False,
+        trip=Trip("t1", NOW - 60),
+    )
+    base.update(kw)
+    return VehicleState(**base)
+
+
+def engine() -> RulesEngine:
+    return RulesEngine(BUNDLE, clock=lambda: NOW)
+
+
+def test_speed_zone_and_effective_minimum() -> None:
+    e = engine()
+    d = e.evaluate(state(0, 0))
+    assert d.max_speed_kph == 6 and d.limits["speed_zone:1"] == 6 and d.limits["speed_zone:2"] == 15
+    assert d.commands[0].kind is CommandKind.SET_MAX_SPEED and d.commands[0].max_speed_kph == 6
+    assert d.commands[0].inputs["lat"] == state(0, 0).lat
+    # Same limit again: no repeated command.
+    assert CommandKind.SET_MAX_SPEED not in e.evaluate(state(0, 0)).command_kinds()
+    d = e.evaluate(state(700, 0))
+    assert d.max_speed_kph == 15
+
+
+def test_battery_slow_down_and_speed_mode() -> None:
+    d = engine().evaluate(state(battery=15, model_id=2))
+    assert d.limits["battery_slow_down"] == 12 and d.limits["speed_mode"] == 20
+    assert d.max_speed_kph == 12
+
+
+def test_border_exit_with_dwell_sound_alert_slow_then_lock() -> None:
+    e = engine()
+    out = state(0, -4600, speed_kph=15)
+    assert e.evaluate(out, NOW).inside_network is True  # dwell not yet elapsed
+    d = e.evaluate(replace(out, fix_time=NOW + 6), NOW + 6)
+    assert d.inside_network is False
+    kinds = d.command_kinds()
+    assert CommandKind.PLAY_SOUND in kinds and CommandKind.LOCK not in kinds
+    assert d.max_speed_kph == 6 and "border.reduce_vehicle_speed" in d.limits
+    assert [a.alert_type for a in d.alerts if a.action is AlertAction.RAISE] == [
+        AlertType.VEHICLE_OUT_OF_NETWORK_AREA
+    ]
+    assert d.notifications[0].to_rider
+    stopped = e.evaluate(replace(out, fix_time=NOW + 10, speed_kph=0.0), NOW + 10)
+    lock = [c for c in stopped.commands if c.kind is CommandKind.LOCK]
+    assert lock and lock[0].reason == "border.lock_vehicle" and lock[0].inputs["speed_kph"] == 0
+
+
+def test_stale_or_inaccurate_fix_is_not_acted_on() -> None:
+    e = engine()
+    e.evaluate(state(0, 0))
+    stale = e.evaluate(state(0, -6000, fix_time=NOW - 31, speed_kph=0), NOW)
+    assert not stale.position_used and stale.inside_network is True
+    assert CommandKind.LOCK not in stale.command_kinds()
+    vague = e.evaluate(state(0, -6000, accuracy_m=500, speed_kph=0), NOW + 20)
+    assert not vague.position_used
+
+
+def test_battery_auto_lock_ends_trip_when_stationary() -> None:
+    e = engine()
+    moving = e.evaluate(state(battery=4, speed_kph=12))
+    assert CommandKind.LOCK not in moving.command_kinds() and moving.max_speed_kph == 6
+    d = e.evaluate(state(battery=4, speed_kph=0), NOW + 1)
+    assert d.command_kinds()[-2:] == [CommandKind.LOCK, CommandKind.END_TRIP]
+
+
+def test_credit_depletion() -> None:
+    # 1.00 unlock + 0.25/min: 2.00 of credit lasts 4 minutes.
+    ok = engine().evaluate(state(speed_kph=0, trip=Trip("t", NOW - 200, credit=2.0)))
+    assert CommandKind.LOCK not in ok.command_kinds()
+    d = engine().evaluate(state(speed_kph=0, trip=Trip("t", NOW - 241, credit=2.0)))
+    lock = next(c for c in d.commands if c.kind is CommandKind.LOCK)
+    assert "rent_settings.credit_depletion_auto_lock" in lock.inputs["lock_reasons"]
+    assert CommandKind.END_TRIP in d.command_kinds()
+
+
+def test_trip_timers() -> None:
+    e = engine()
+    still = Trip("t", NOW - 1000, last_moved_at=NOW - 901)
+    assert CommandKind.TRIP_HOLD in e.evaluate(state(speed_kph=0, trip=still)).command_kinds()
+    held = Trip("t2", NOW - 5000, on_hold=True, hold_started_at=NOW - 3601)
+    assert (
+        CommandKind.END_TRIP
+        in e.evaluate(state(speed_kph=0, locked=True, trip=held)).command_kinds()
+    )
+    long_trip = Trip("t3", NOW - 7300)
+    kinds = [n.kind.value for n in e.evaluate(state(trip=long_trip)).notifications]
+    assert kinds == ["trip-too-long"]
+    assert not e.evaluate(state(trip=long_trip), NOW + 60).notifications  # frequency
+    assert e.evaluate(state(trip=long_trip), NOW + 1800).notifications
+    stolen = e.evaluate(state(trip=Trip("t4", NOW - 86400)))
+    assert "vehicle-stolen" in [n.kind.value for n in stolen.notifications]
+    capped = e.evaluate(state(speed_kph=0, trip=Trip("t5", NOW - 28800)))
+    assert CommandKind.END_TRIP in capped.command_kinds()
+
+
+def test_unlock_for_trip_and_alerts_without_trip() -> None:
+    e = engine()
+    d = e.evaluate(state(locked=True, speed_kph=0, model_id=1))
+    unlock = next(c for c in d.commands if c.kind is CommandKind.UNLOCK)
+    assert unlock.auto_light is True
+    d = e.evaluate(state(vehicle_id="v9", locked=True, trip=None, speed_kph=14))
+    assert [a.alert_type for a in d.alerts] == [AlertType.VEHICLE_ILLEGAL_MOVING]
+    d = e.evaluate(state(vehicle_id="v8", locked=False, trip=None, speed_kph=0))
+    assert [a.alert_type for a in d.alerts] == [AlertType.UNEXPECTED_UNLOCK]
+
+
+def test_check_rent() -> None:
+    e = engine()
+    assert e.check_rent(state(trip=None, battery=50), 0) == (True, [])
+    ok, why = e.check_rent(state(trip=None, battery=14), 2)
+    assert not ok and why == [
+        "rent_settings.min_battery_to_rent",
+        "rent_settings.max_simultaneous_rented_vehicle",
+    ]
+
+
+def test_alert_clears_after_absence_and_swap_is_used() -> None:
+    e = engine()
+    out = state(0, -4600, speed_kph=0, locked=True)
+    for t in (0, 6):
+        d = e.evaluate(replace(out, fix_time=NOW + t), NOW + t)
+    inside = state(0, 0, speed_kph=0, locked=True)
+    for t in (20, 26, 100):
+        d = e.evaluate(replace(inside, fix_time=NOW + t), NOW + t)
+    assert not d.alerts
+    d = e.evaluate(replace(inside, fix_time=NOW + 300), NOW + 300)
+    assert [a.action for a in d.alerts] == [AlertAction.CLEAR]
+    doc = json.loads(DEMO.read_text())
+    doc["version"] = "v2"
+    doc["speed_zones"][0]["max_speed"] = 8
+    e.swap(load_bundle(doc))
+    assert e.evaluate(state(0, 0)).max_speed_kph == 8 and e.bundle.version == "v2"
+
+
+def test_evaluate_many_matches_evaluate() -> None:
+    states = [
+        state(x, y, vehicle_id=f"v{i}")
+        for i, (x, y) in enumerate([(0, 0), (700, 0), (0, -4600), (2000, 0)])
+    ]
+    states.append(state(vehicle_id="stale", fix_time=NOW - 100))
+    a = [engine().evaluate(s) for s in states]
+    e = engine()
+    b = e.evaluate_many(states)
+    assert [(d.max_speed_kph, d.zones, d.inside_network) for d in a] == [
+        (d.max_speed_kph, d.zones, d.inside_network) for d in b
+    ]
+
+
+coords = st.tuples(st.floats(-5000, 5000), st.floats(-5000, 5000))
+vstate = st.builds(
+    lambda xy, spd, bat, acc, locked, trip, model: state(
+        xy[0],
+        xy[1],
+        speed_kph=spd,
+        battery=bat,
+        accuracy_m=acc,
+        locked=locked,
+        trip=Trip("t", NOW - trip) if trip is not None else None,
+        model_id=model,
+    ),
+    coords,
+    st.floats(0, 40),
+    st.integers(0, 100),
+    st.floats(0, 150),
+    st.booleans(),
+    st.one_of(st.none(), st.floats(0, 40000)),
+    st.sampled_from([None, 1, 2]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(vstate, min_size=1, max_size=15))
+def test_property_deterministic(states: list[VehicleState]) -> None:
+    def run() -> list:
+        e = engine()
+        return [e.evaluate(replace(s, fix_time=NOW + i), NOW + i) for i, s in enumerate(states)]
+
+    assert run() == run()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(vstate, min_size=1, max_size=15))
+def test_property_speed_and_lock_safety(states: list[VehicleState]) -> None:
+    e = engine()
+    walking = BUNDLE.safety.walking_speed_kph
+    for i, s in enumerate(states):
+        d = e.evaluate(replace(s, fix_time=NOW + i), NOW + i)
+        if d.max_speed_kph is not None:
+            assert all(d.max_speed_kph <= v for v in d.limits.values())
+        for c in d.commands:
+            if c.kind is CommandKind.LOCK:
+                assert s.speed_kph <= walking
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.floats(3, 30),
+    st.lists(st.floats(-1, 1), min_size=200, max_size=200),
+    st.floats(-20, 20),
+)
+def test_property_border_ride_raises_at_most_one_alert(acc: float, noise: list, off: float):
+    """Ride along the border (north-west edge) with GPS noise up to the reported accuracy."""
+    e = engine()
+    border = BUNDLE.border
+    raises = 0
+    for i, n in enumerate(noise):
+        # Walk along the projected boundary, offset `off` m, plus noise <= accuracy.
+        p = border.boundary.interpolate(i * 15.0)
+        q = border.boundary.interpolate(i * 15.0 + 1.0)
+        dx, dy = q.x - p.x, q.y - p.y
+        norm = math.hypot(dx, dy) or 1.0
+        shift = off + n * acc
+        x, y = p.x - dy / norm * shift, p.y + dx / norm * shift
+        lat = BUNDLE.projection.lat0 + y / BUNDLE.projection.ky
+        lon = BUNDLE.projection.lon0 + x / BUNDLE.projection.kx
+        t = NOW + i * 2
+        s = VehicleState("rider", lat, lon, t, acc, 15.0, 80, False, Trip("t", NOW))
+        d = e.evaluate(s, t)
+        raises += sum(
+            1
+            for a in d.alerts
+            if a.alert_type is AlertType.VEHICLE_OUT_OF_NETWORK_AREA
+            and a.action is AlertAction.RAISE
+        )
+    assert raises <= 1
