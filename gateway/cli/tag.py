@@ -1,5 +1,293 @@
 """`dockgate tag`: NTAG 424 DNA SUN messages: verify and simulate."""
 
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
 
 app = typer.Typer(help="NTAG 424 DNA SUN messages: verify and simulate.", no_args_is_help=True)
+
+_KEY_FIELDS = ("meta_read_key", "file_read_key", "master_key", "kdf", "kdf_suffix")
+
+
+def _parse_key(text: str | None, name: str) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise typer.BadParameter("must be 32 hex characters", param_hint=name) from None
+    if len(raw) != 16 or len(text) != 32:
+        raise typer.BadParameter("must be 32 hex characters", param_hint=name)
+    return raw
+
+
+class _BatchKeys:
+    """Key sets for batch lines, built once per distinct key tuple (bounded)."""
+
+    def __init__(self) -> None:
+        from gateway.sun import reasons
+        from gateway.sun.cache import BoundedCache
+        from gateway.sun.core import SunError, unhex
+        from gateway.sun.keys import make_keys
+
+        self.R, self.SunError = reasons, SunError
+
+        def build(spec: tuple[Any, ...]) -> Any:
+            meta, file_, master, kdf, suffix = spec
+            try:
+                if master is not None:
+                    if kdf not in ("an10922", "sdm-backend"):
+                        return reasons.UNKNOWN_KDF
+                    sfx = unhex(suffix, multiple=1) if suffix else b""
+                    if len(sfx) > 24:
+                        return reasons.BAD_LENGTH
+                    meta_b = None if meta is None else unhex(meta, 16)
+                    return make_keys(
+                        master_key=unhex(master, 16), kdf=kdf, kdf_suffix=sfx, meta_read_key=meta_b
+                    )
+                if file_ is None:
+                    return reasons.NO_KEY
+                return make_keys(
+                    meta_read_key=None if meta is None else unhex(meta, 16),
+                    file_read_key=unhex(file_, 16),
+                )
+            except SunError as exc:
+                return exc.reason
+
+        self._cache = BoundedCache(build, 4096)
+
+    def get(self, line: dict[str, Any]) -> Any:
+        spec = tuple(line.get(k) for k in _KEY_FIELDS)
+        try:
+            return self._cache.get(spec)
+        except TypeError:  # unhashable values (lists, objects)
+            return self.R.BAD_INPUT
+
+
+def _run_batch(state: Path | None) -> None:
+    import orjson
+
+    from gateway.sun import reasons as R
+    from gateway.sun.replay import ReplayStore
+    from gateway.sun.verifier import SunResult, SunVerifier
+
+    store = ReplayStore(state) if state is not None else None
+    verifier = SunVerifier(store=store)
+    keys = _BatchKeys()
+    loads, dumps = orjson.loads, orjson.dumps
+    out = sys.stdout.buffer
+    buf: list[bytes] = []
+    str_fields = ("picc_data", "enc_file_data", "cmac", "mac_input", "uid", "read_ctr", "mode")
+    try:
+        for raw in sys.stdin.buffer:
+            if not raw.strip():
+                continue
+            try:
+                line = loads(raw)
+            except orjson.JSONDecodeError:
+                line = None
+            if not isinstance(line, dict):
+                result = SunResult(valid=False, reason=R.BAD_JSON)
+            elif any(f in line and not isinstance(line[f], str | None) for f in str_fields):
+                result = SunResult(valid=False, reason=R.BAD_INPUT)
+            elif "cmac" not in line:
+                result = SunResult(valid=False, reason=R.MISSING_FIELD)
+            else:
+                k = keys.get(line)
+                if isinstance(k, str):
+                    result = SunResult(valid=False, reason=k)
+                else:
+                    result = verifier.verify_fields(
+                        picc_data=line.get("picc_data"),
+                        cmac=line["cmac"],
+                        enc_file_data=line.get("enc_file_data"),
+                        mac_input=line.get("mac_input") or b"",
+                        uid=line.get("uid"),
+                        read_ctr=line.get("read_ctr"),
+                        mode=line.get("mode"),
+                        keys=k,
+                    )
+            buf.append(dumps(result.as_dict()))
+            if len(buf) >= 4096:
+                out.write(b"\n".join(buf) + b"\n")
+                buf.clear()
+        if buf:
+            out.write(b"\n".join(buf) + b"\n")
+        out.flush()
+    finally:
+        if store is not None:
+            store.close()
+
+
+@app.command()
+def verify(
+    url: str | None = typer.Argument(None, help="A scanned SUN URL (omit with --batch)."),
+    profile: str | None = typer.Option(None, help="Tag profile name (default: first match)."),
+    config: Path | None = typer.Option(None, help="TOML file with a [sun] table."),
+    batch: bool = typer.Option(False, "--batch", help="JSON lines on stdin, one result per line."),
+    state: Path | None = typer.Option(None, help="Replay store (SQLite); none: no memory."),
+    reader_uid: str | None = typer.Option(None, help="UID the reader saw (hex, 7 bytes)."),
+    picc_data: str | None = typer.Option(None, help="Raw field: encrypted PICC data (hex)."),
+    cmac: str | None = typer.Option(None, help="Raw field: SDMMAC (16 hex)."),
+    enc_file_data: str | None = typer.Option(None, help="Raw field: SDMENCFileData (hex)."),
+    mac_input: str = typer.Option("", help="Raw field: the exact ASCII MAC window."),
+    uid: str | None = typer.Option(None, help="Raw field: plain mirrored UID (hex)."),
+    read_ctr: str | None = typer.Option(None, help="Raw field: plain counter (6 hex, MSB first)."),
+    mode: str | None = typer.Option(None, help="aes | lrp (default: by PICC data length)."),
+    meta_read_key: str | None = typer.Option(None, help="SDM meta read key (hex)."),
+    file_read_key: str | None = typer.Option(None, help="SDM file read key (hex)."),
+    master_key: str | None = typer.Option(None, help="Master key for --kdf (hex)."),
+    kdf: str | None = typer.Option(None, help="an10922 | sdm-backend"),
+    kdf_suffix: str = typer.Option("", help="AN10922: bytes after the UID (hex)."),
+) -> None:
+    """Verify a SUN message: a URL with a profile, raw fields, or JSON lines (--batch)."""
+    if batch:
+        _run_batch(state)
+        return
+
+    import orjson
+
+    from gateway.sun.keys import make_keys
+    from gateway.sun.replay import ReplayStore
+    from gateway.sun.settings import load_sun_settings
+    from gateway.sun.verifier import SunVerifier
+
+    try:
+        settings = load_sun_settings(config)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: cannot load {config}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    keys = None
+    if meta_read_key or file_read_key or master_key:
+        try:
+            keys = make_keys(
+                meta_read_key=_parse_key(meta_read_key, "--meta-read-key"),
+                file_read_key=_parse_key(file_read_key, "--file-read-key"),
+                master_key=_parse_key(master_key, "--master-key"),
+                kdf=kdf,
+                kdf_suffix=bytes.fromhex(kdf_suffix),
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc).split(":")[0]) from None
+    store = (
+        ReplayStore(state)
+        if state is not None
+        else settings.replay_db and ReplayStore(settings.replay_db)
+    )
+    verifier = SunVerifier(settings, store=store or None)
+    if keys is not None and url is not None:
+        verifier.key_sets = {name: keys for name in verifier.key_sets} or {
+            settings.default_key_set: keys
+        }
+        verifier.modes = dict.fromkeys(verifier.key_sets, mode)
+    rid = None
+    if reader_uid is not None:
+        try:
+            rid = bytes.fromhex(reader_uid)
+        except ValueError:
+            raise typer.BadParameter("must be hex", param_hint="--reader-uid") from None
+    try:
+        if url is not None:
+            result = verifier.verify_url(url, reader_uid=rid, profile=profile)
+            payload = result.as_dict() | {"profile": result.profile, "record": result.record}
+        elif cmac is not None:
+            result = verifier.verify_fields(
+                picc_data=picc_data,
+                cmac=cmac,
+                enc_file_data=enc_file_data,
+                mac_input=mac_input,
+                uid=uid,
+                read_ctr=read_ctr,
+                mode=mode,
+                keys=keys,
+                reader_uid=rid,
+            )
+            payload = result.as_dict()
+        else:
+            raise typer.BadParameter("give a URL, --cmac with raw fields, or --batch")
+    finally:
+        if store:
+            store.close()
+    sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+    raise typer.Exit(0 if result.valid else 1)
+
+
+@app.command()
+def simulate(
+    uid: str = typer.Option("04de5f1eacc040", help="Tag UID (hex, 7 bytes)."),
+    mode: str = typer.Option("aes", help="aes | lrp"),
+    profile: str = typer.Option("query-picc-cmac", help="Tag profile (URL layout)."),
+    count: int = typer.Option(1, min=1, help="How many reads."),
+    read_ctr: int = typer.Option(0, min=0, max=0xFFFFFE, help="Counter before the first read."),
+    base: str = typer.Option("https://tap.dockgate.example/t", help="Fills {base}."),
+    record: str = typer.Option("1044", help="Fills {record} (NFC platform record id)."),
+    meta_read_key: str = typer.Option("0" * 32, help="SDM meta read key (hex)."),
+    file_read_key: str = typer.Option("0" * 32, help="SDM file read key (hex)."),
+    master_key: str | None = typer.Option(None, help="Derive keys from this master key."),
+    kdf: str = typer.Option("an10922", help="an10922 | sdm-backend (with --master-key)."),
+    kdf_suffix: str = typer.Option("", help="AN10922: bytes after the UID (hex)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Print JSON lines for `verify --batch`."),
+) -> None:
+    """Print SUN URLs read from a simulated NTAG 424 DNA (or batch lines with --jsonl)."""
+    import orjson
+
+    from firmware_sim.sdm import SdmTag, diversify_an10922, sdm_backend_keys
+
+    try:
+        uid_b = bytes.fromhex(uid)
+    except ValueError:
+        raise typer.BadParameter("must be hex", param_hint="--uid") from None
+    meta = _parse_key(meta_read_key, "--meta-read-key")
+    file_ = _parse_key(file_read_key, "--file-read-key")
+    master = _parse_key(master_key, "--master-key")
+    if master is not None:
+        if kdf == "an10922":
+            file_ = diversify_an10922(master, uid_b, bytes.fromhex(kdf_suffix))
+            meta = meta if meta_read_key != "0" * 32 else master
+        elif kdf == "sdm-backend":
+            meta, file_ = sdm_backend_keys(master, uid_b)
+        else:
+            raise typer.BadParameter("an10922 | sdm-backend", param_hint="--kdf")
+    try:
+        tag = SdmTag(
+            uid=uid_b,
+            mode=mode,
+            meta_read_key=meta or bytes(16),
+            file_read_key=file_ or bytes(16),
+            profile=profile,
+            base=base,
+            record=record,
+            read_ctr=read_ctr,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    prof = tag._profile
+    out = sys.stdout
+    for _ in range(count):
+        url = tag.next_url()
+        if not jsonl:
+            out.write(url + "\n")
+            continue
+        f = prof.extract(url)
+        assert f is not None
+        line: dict[str, Any] = {"mode": mode, "cmac": f.cmac, "mac_input": f.mac_input.decode()}
+        for name, value in (
+            ("picc_data", f.picc_data),
+            ("enc_file_data", f.enc),
+            ("uid", f.uid),
+            ("read_ctr", f.ctr),
+        ):
+            if value is not None:
+                line[name] = value
+        if master is not None:
+            line |= {"master_key": master_key, "kdf": kdf}
+            if kdf == "an10922":
+                line |= {"kdf_suffix": kdf_suffix, "meta_read_key": (meta or b"").hex()}
+        else:
+            line |= {"meta_read_key": meta_read_key, "file_read_key": file_read_key}
+        out.write(orjson.dumps(line).decode() + "\n")
