@@ -1,0 +1,138 @@
+"""Taps through the nfcpy driver on nfcpy's ``udp:`` radio link, beside nfcpy's own NDEF read.
+
+Each tap: the simulated NTAG 424 DNA card comes onto the UDP "antenna", the driver senses
+it, activates it with nfcpy's tag code, reads its NDEF file over ISO-DEP and emits a TapEvent;
+``gateway.taps`` verifies it with the real SUN verifier. Latency runs from "tag presented" to
+the verified tap; the reader-stack time (APDU round trips) and the gateway's own time are
+shown apart. The baseline is nfcpy's own loop (sense, activate, ``tag.ndef``) with no thread,
+no event loop and no verification.
+
+    .venv/bin/python bench/tap_nfcpy.py --taps 50
+    .venv/bin/python bench/tap_nfcpy.py --taps 50 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from drivers.readers.nfcpy_reader import NfcpyReader
+from firmware_sim.ntag424 import card
+from firmware_sim.transports.nfcpy_udp import NfcpyUdpTag
+from gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
+from gateway.taps import TapHandler
+
+META = bytes.fromhex("00112233445566778899aabbccddeeff")
+FILE = bytes.fromhex("ffeeddccbbaa99887766554433221100")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _baseline(radio: NfcpyUdpTag, taps: int) -> float:
+    """Reads per second with nfcpy's own sense / activate / NDEF loop on the same radio."""
+    import nfc
+    import nfc.clf
+
+    tag = card(meta_read_key=META, file_read_key=FILE)
+    clf = nfc.ContactlessFrontend(radio.path)
+    try:
+        started = time.perf_counter()
+        for _ in range(taps):
+            radio.present(tag)
+            found = nfc.tag.activate(clf, clf.sense(nfc.clf.RemoteTarget("106A")))
+            assert found is not None and found.ndef is not None and found.ndef.records
+            radio.remove()
+        return taps / (time.perf_counter() - started)
+    finally:
+        clf.close()
+
+
+async def _driver_run(radio: NfcpyUdpTag, taps: int, db: Path) -> dict:
+    settings = SunSettings(
+        key_sets={"default": KeySetSettings(meta_read_key=META, file_read_key=FILE)}
+    )
+    store = ReplayStore(db)
+    handler = TapHandler(SunVerifier(settings, store), window=0.0)
+    tag = card(meta_read_key=META, file_read_key=FILE)
+    latency, stack, gateway, apdus = [], [], [], []
+    try:
+        async with NfcpyReader(radio.path) as reader:
+            events = aiter(reader.taps())
+            started = time.perf_counter()
+            for _ in range(taps):
+                while not radio.awaiting_tag:
+                    await asyncio.sleep(0.001)
+                presented = radio.present(tag)
+                event = await asyncio.wait_for(anext(events), 10)
+                verdict = handler.handle(event)
+                done = time.monotonic()
+                if not verdict.accepted:
+                    raise RuntimeError(f"tap rejected: {verdict.reason}")
+                latency.append(done - presented)
+                stack.append(event.stack_seconds)
+                gateway.append(verdict.gateway_seconds)
+                apdus.append(event.apdus)
+                radio.remove()
+            elapsed = time.perf_counter() - started
+    finally:
+        store.close()
+    return {
+        "taps": taps,
+        "taps_per_s": round(taps / elapsed, 1),
+        "latency_p50_ms": _ms(_pct(latency, 0.5)),
+        "latency_p99_ms": _ms(_pct(latency, 0.99)),
+        "stack_p50_ms": _ms(_pct(stack, 0.5)),
+        "stack_per_apdu_ms": _ms(statistics.fmean(stack) / statistics.fmean(apdus)),
+        "apdus_per_tap": round(statistics.fmean(apdus), 1),
+        "gateway_p50_ms": _ms(_pct(gateway, 0.5)),
+        "gateway_p99_ms": _ms(_pct(gateway, 0.99)),
+    }
+
+
+def measure(taps: int = 50) -> dict:
+    """Driver figures plus ``baseline_reads_per_s``; starts and stops its own UDP radio."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-nfcpy-"))
+    with NfcpyUdpTag() as radio:
+        baseline = _baseline(radio, taps)
+        figures = asyncio.run(_driver_run(radio, taps, tmp / "replay.db"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    figures["baseline_reads_per_s"] = round(baseline, 1)
+    figures["driver"] = "nfcpy"
+    return figures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--taps", type=int, default=50)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    figures = measure(args.taps)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"nfcpy on udp:, {figures['taps']} taps (NTAG 424 DNA card, SUN verified)")
+    print(f"  driver taps/s          {figures['taps_per_s']:>9}")
+    print(f"  baseline reads/s       {figures['baseline_reads_per_s']:>9}  (nfcpy's own NDEF loop)")
+    print(f"  latency p50 / p99 ms   {figures['latency_p50_ms']:>9} / {figures['latency_p99_ms']}")
+    print(
+        f"  reader stack p50 ms    {figures['stack_p50_ms']:>9}  "
+        f"({figures['apdus_per_tap']} APDUs, {figures['stack_per_apdu_ms']} ms each)"
+    )
+    print(f"  gateway p50 / p99 ms   {figures['gateway_p50_ms']:>9} / {figures['gateway_p99_ms']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Taps through the PN532 driver over a real socat pty, beside a bare blocking read loop.
+
+Each tap: the simulated PN532 gets a fresh NTAG 424 DNA card on its antenna, the driver
+lists it, reads its NDEF file with InDataExchange and emits a TapEvent; ``gateway.taps``
+verifies it with the real SUN verifier. Latency runs from "tag presented" to the verified tap;
+the reader-stack time (frame round trips) and the gateway's own time are shown apart.
+The baseline is the same read done by one blocking loop on a Pn532Link (no thread, no
+event loop, no verification): the floor the line and the simulator allow.
+
+    .venv/bin/python bench/tap_pn532.py --taps 50
+    .venv/bin/python bench/tap_pn532.py --taps 50 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import serial
+
+from drivers.readers import ndef_type4
+from drivers.readers import pn532_frames as pf
+from drivers.readers.pn532 import Pn532Link, Pn532Reader
+from firmware_sim.ntag424 import card
+from firmware_sim.services.socat import SocatPty
+from firmware_sim.transports.pn532_serial import Pn532Simulator
+from gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
+from gateway.taps import TapHandler
+
+META = bytes.fromhex("00112233445566778899aabbccddeeff")
+FILE = bytes.fromhex("ffeeddccbbaa99887766554433221100")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _baseline(pty: SocatPty, sim: Pn532Simulator, taps: int) -> float:
+    """Reads per second with a bare blocking loop on the same line and simulator."""
+    tag = card(meta_read_key=META, file_read_key=FILE)
+    port = serial.Serial(str(pty.host_path), 115200, timeout=0)
+    try:
+        link = Pn532Link(port)
+        link.wake()
+        link.command(pf.CMD_SAM_CONFIGURATION, b"\x01\x14\x01")
+        started = time.perf_counter()
+        for _ in range(taps):
+            sim.present(tag)
+            link.command(pf.CMD_IN_LIST_PASSIVE_TARGET, b"\x01\x00")
+            read = ndef_type4.read_ndef_url(
+                lambda apdu: link.command(pf.CMD_IN_DATA_EXCHANGE, b"\x01" + apdu)[1:]
+            )
+            assert read.url is not None, read
+            link.command(pf.CMD_IN_RELEASE, b"\x01")
+            sim.remove()
+        return taps / (time.perf_counter() - started)
+    finally:
+        port.close()
+
+
+async def _driver_run(pty: SocatPty, sim: Pn532Simulator, taps: int, db: Path) -> dict:
+    settings = SunSettings(
+        key_sets={"default": KeySetSettings(meta_read_key=META, file_read_key=FILE)}
+    )
+    store = ReplayStore(db)
+    handler = TapHandler(SunVerifier(settings, store), window=0.0)
+    tag = card(meta_read_key=META, file_read_key=FILE)
+    latency, stack, gateway, apdus = [], [], [], []
+    try:
+        async with Pn532Reader(str(pty.host_path)) as reader:
+            events = aiter(reader.taps())
+            started = time.perf_counter()
+            for _ in range(taps):
+                await asyncio.to_thread(sim.awaiting_tag.wait, 5)
+                presented = sim.present(tag)
+                event = await asyncio.wait_for(anext(events), 10)
+                verdict = handler.handle(event)
+                done = time.monotonic()
+                if not verdict.accepted:
+                    raise RuntimeError(f"tap rejected: {verdict.reason}")
+                latency.append(done - presented)
+                stack.append(event.stack_seconds)
+                gateway.append(verdict.gateway_seconds)
+                apdus.append(event.apdus)
+                sim.remove()
+            elapsed = time.perf_counter() - started
+    finally:
+        store.close()
+    return {
+        "taps": taps,
+        "taps_per_s": round(taps / elapsed, 1),
+        "latency_p50_ms": _ms(_pct(latency, 0.5)),
+        "latency_p99_ms": _ms(_pct(latency, 0.99)),
+        "stack_p50_ms": _ms(_pct(stack, 0.5)),
+        "stack_per_apdu_ms": _ms(statistics.fmean(stack) / statistics.fmean(apdus)),
+        "apdus_per_tap": round(statistics.fmean(apdus), 1),
+        "gateway_p50_ms": _ms(_pct(gateway, 0.5)),
+        "gateway_p99_ms": _ms(_pct(gateway, 0.99)),
+    }
+
+
+def measure(taps: int = 50) -> dict:
+    """Driver figures plus ``baseline_reads_per_s``; starts and stops its own socat."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pn532-"))
+    with SocatPty(tmp / "socat") as pty, Pn532Simulator(pty.device_path) as sim:
+        baseline = _baseline(pty, sim, taps)
+        figures = asyncio.run(_driver_run(pty, sim, taps, tmp / "replay.db"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    figures["baseline_reads_per_s"] = round(baseline, 1)
+    figures["driver"] = "pn532"
+    return figures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--taps", type=int, default=50)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    figures = measure(args.taps)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"PN532 over a socat pty, {figures['taps']} taps (NTAG 424 DNA card, SUN verified)")
+    print(f"  driver taps/s          {figures['taps_per_s']:>9}")
+    print(f"  baseline reads/s       {figures['baseline_reads_per_s']:>9}  (bare blocking loop)")
+    print(f"  latency p50 / p99 ms   {figures['latency_p50_ms']:>9} / {figures['latency_p99_ms']}")
+    print(
+        f"  reader stack p50 ms    {figures['stack_p50_ms']:>9}  "
+        f"({figures['apdus_per_tap']} APDUs, {figures['stack_per_apdu_ms']} ms each)"
+    )
+    print(f"  gateway p50 / p99 ms   {figures['gateway_p50_ms']:>9} / {figures['gateway_p99_ms']}")
+
+
+if __name__ == "__main__":
+    main()
