@@ -1,1 +1,24 @@
-"""The gateway's local HTTP API (FastAPI) through which the fleet backend syncs."""
+"""The gateway's local HTTP API: backend sync, GBFS feeds, health and metrics.
+
+Public objects: ``create_app`` and the interfaces it takes.
+"""
+
+from api.app import API_PREFIX, create_app
+from api.auth import READ, SYNC, TokenRegistry
+from api.gbfs import GbfsSettings
+from api.metrics import GatewayMetrics
+from api.ports import CommandOutcome, CommandSender, PlayCheck, PlayVerifier
+
+__all__ = [
+    "API_PREFIX",
+    "READ",
+    "SYNC",
+    "CommandOutcome",
+    "CommandSender",
+    "GatewayMetrics",
+    "GbfsSettings",
+    "PlayCheck",
+    "PlayVerifier",
+    "TokenRegistry",
+    "create_app",
+]

@@ -1,0 +1,36 @@
+"""``Idempotency-Key`` on POSTs: a repeated request gets the first answer, not a second effect."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from api.errors import ApiError
+
+HEADER = "Idempotency-Key"
+
+
+async def idempotent(
+    request: Request, body: Any, handler: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run ``handler`` once per key; the same key with another body is refused (422)."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return await handler()
+    if not 1 <= len(key) <= 200 or not key.isprintable():
+        raise ApiError(400, "Idempotency-Key must be 1..200 printable characters")
+    store = request.app.state.store
+    scope = f"{request.method} {request.url.path}"
+    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    known = store.idempotent_response(scope, key)
+    if known is not None:
+        if known["fingerprint"] != fingerprint:
+            raise ApiError(422, "this Idempotency-Key was used with a different body")
+        return orjson.loads(known["response"])
+    response = await handler()
+    store.remember_response(scope, key, fingerprint, orjson.dumps(response).decode())
+    return response

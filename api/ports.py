@@ -1,0 +1,87 @@
+"""What the API needs from the rest of the gateway, as small interfaces injected at start-up.
+
+The daemon wires the MQTT driver, the SUN verifier and the rules loader in here; tests and the
+CLI can wire other implementations. Each real implementation sits behind exactly one adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+CommandStatus = Literal["acked", "failed", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    """What became of a command on the wire."""
+
+    status: CommandStatus
+    detail: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class CommandSender(Protocol):
+    """Sends one journaled command to a device and waits for its outcome."""
+
+    async def send_command(
+        self,
+        target_kind: str,
+        target_id: int,
+        command: str,
+        args: dict[str, Any],
+        *,
+        idempotency_key: str,
+    ) -> CommandOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlayCheck:
+    """The verdict on a dynamic play ``<id_record>@<picc_data>:<cmac>``."""
+
+    valid: bool
+    uid: str | None = None
+    read_ctr: int | None = None
+    reason: str | None = None
+
+
+class PlayVerifier(Protocol):
+    """Checks the SUN message of a dynamic record (key looked up by the implementation)."""
+
+    def verify_play(self, record_id: int, picc_data: str, cmac: str) -> PlayCheck: ...
+
+
+class BundleValidator(Protocol):
+    """Checks a configuration bundle; returns a list of problems (empty when it is good)."""
+
+    def __call__(self, kind: str, body: dict[str, Any]) -> list[str]: ...
+
+
+def rules_bundle_validator(kind: str, body: dict[str, Any]) -> list[str]:
+    """The adapter to ``gateway.rules.load_bundle``: its ``BundleError.problems`` become ours."""
+    try:
+        from gateway.rules import BundleError, load_bundle
+    except ImportError:  # the rules engine is not installed in this build
+        return [] if isinstance(body, dict) else ["a bundle must be a JSON object"]
+    try:
+        load_bundle(body)
+    except BundleError as exc:
+        return [str(p) for p in getattr(exc, "problems", [str(exc)])] or [str(exc)]
+    except (TypeError, ValueError) as exc:
+        return [str(exc)]
+    return []
+
+
+class SunPlayVerifier:
+    """The adapter to ``gateway.sun.SunVerifier``: a dynamic play carries PICC data and a CMAC
+    over an empty MAC input, checked with the named key set (replay store included)."""
+
+    def __init__(self, verifier: Any, *, key_set: str | None = None) -> None:
+        self.verifier = verifier
+        self.key_set = key_set
+
+    def verify_play(self, record_id: int, picc_data: str, cmac: str) -> PlayCheck:
+        result = self.verifier.verify_fields(
+            picc_data=picc_data, cmac=cmac, mac_input=b"", key_set=self.key_set
+        )
+        return PlayCheck(result.valid, result.uid, result.read_ctr, result.reason)

@@ -1,0 +1,45 @@
+"""Unauthenticated endpoints: GBFS feeds, health and Prometheus metrics (no secrets in any)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.errors import ok
+
+router = APIRouter()
+FeedName = Literal[
+    "gbfs",
+    "system_information",
+    "station_information",
+    "station_status",
+    "vehicle_status",
+    "geofencing_zones",
+]
+
+
+@router.get("/gbfs/{feed}.json", tags=["gbfs"], summary="A GBFS 3.0 feed of this site")
+async def gbfs_feed(request: Request, feed: FeedName) -> dict[str, Any]:
+    return request.app.state.gbfs.feed(feed)
+
+
+@router.get("/health", tags=["operations"], summary="Liveness and queue summary")
+async def health(request: Request) -> dict[str, Any]:
+    outbox = request.app.state.outbox
+    pending = {p.name.lower(): n for p, n in outbox.pending().items()}
+    return ok(
+        {
+            "status": "ok",
+            "outbox_pending": pending,
+            "last_cursor": outbox.last_cursor,
+            "acked_cursor": outbox.acked_cursor,
+        }
+    )
+
+
+@router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    body = generate_latest(request.app.state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,311 @@
+"""The durable, prioritised outbox: what the backend has not yet acknowledged.
+
+Events live in SQLite next to the state (same ``Database``), so an event can commit in the same
+transaction as the trip or command it reports. Per-class counters are kept in a table updated in
+that same transaction, so opening an outbox with a million pending events reads four rows, not
+a million.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.store._db import Database, StoreError
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE outbox_events (
+        cursor INTEGER PRIMARY KEY AUTOINCREMENT, priority INTEGER NOT NULL,
+        kind TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, compact_key TEXT,
+        created_at REAL NOT NULL, payload BLOB NOT NULL
+    );
+    CREATE INDEX outbox_by_priority ON outbox_events(priority, cursor);
+    CREATE INDEX outbox_by_compact_key ON outbox_events(compact_key)
+        WHERE compact_key IS NOT NULL;
+    CREATE TABLE outbox_stats (
+        priority INTEGER PRIMARY KEY, pending INTEGER NOT NULL DEFAULT 0,
+        appended INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0,
+        compacted INTEGER NOT NULL DEFAULT 0, acked INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO outbox_stats(priority) VALUES (0), (1), (2), (3);
+    CREATE TABLE outbox_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO outbox_meta(name, value) VALUES ('acked_cursor', 0)
+    """,
+]
+
+
+RawEvent = tuple[int, int, str, str, float, bytes]
+
+
+class Priority(enum.IntEnum):
+    """Outbox classes, most important first; lower classes give way first."""
+
+    CRITICAL = 0  # critical fleet alerts: never dropped
+    OUTCOME = 1  # command outcomes and trips
+    STATE = 2  # vehicle, spot and station state (compactable by key)
+    TELEMETRY = 3  # telemetry summaries
+
+
+DEFAULT_LIMITS: dict[Priority, int | None] = {
+    Priority.CRITICAL: None,
+    Priority.OUTCOME: 1_000_000,
+    Priority.STATE: 200_000,
+    Priority.TELEMETRY: 50_000,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One pending event as the backend receives it."""
+
+    cursor: int
+    priority: Priority
+    kind: str
+    idempotency_key: str
+    created_at: float
+    payload: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor,
+            "priority": self.priority.name.lower(),
+            "kind": self.kind,
+            "idempotency_key": self.idempotency_key,
+            "created_at": self.created_at,
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    pending: int
+    appended: int
+    dropped: int
+    compacted: int
+    acked: int
+
+
+class Outbox:
+    """Append events, read them since a cursor in pages, acknowledge them up to a cursor.
+
+    ``limits`` bounds each class (``None``: unbounded; CRITICAL is always unbounded) and
+    ``max_pending`` bounds the whole outbox: past it, the oldest events of the lowest non-empty
+    class are dropped, TELEMETRY before STATE before OUTCOME. Every drop is counted.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        limits: Mapping[Priority, int | None] | None = None,
+        max_pending: int | None = 2_000_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.limits = {**DEFAULT_LIMITS, **(limits or {})}
+        self.limits[Priority.CRITICAL] = None
+        for cls, limit in self.limits.items():
+            if limit is not None and limit < 1:
+                raise StoreError(f"outbox limit for {cls.name} must be at least 1")
+        self.max_pending = max_pending
+        db.migrate("outbox", MIGRATIONS)
+        self._listeners: list[Callable[[int], None]] = []
+        self._listeners_lock = threading.Lock()
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(
+        self,
+        kind: str,
+        payload: Any,
+        *,
+        idempotency_key: str,
+        priority: Priority = Priority.STATE,
+        compact_key: str | None = None,
+    ) -> int:
+        """Append one event and return its cursor (the existing one for a repeated key).
+
+        Inside ``db.transaction()`` it commits with the caller's other writes. A
+        ``compact_key`` (e.g. ``"vehicle:42"``) replaces an older pending event with the same
+        key in a STATE or TELEMETRY class: only the latest state matters.
+        """
+        if not kind or not idempotency_key:
+            raise StoreError("an outbox event needs a kind and an idempotency key")
+        body = orjson.dumps(payload)
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT cursor FROM outbox_events WHERE idempotency_key=?", (idempotency_key,)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            compacted = 0
+            if compact_key is not None and priority >= Priority.STATE:
+                compacted = conn.execute(
+                    "DELETE FROM outbox_events WHERE compact_key=? AND priority=?",
+                    (compact_key, int(priority)),
+                ).rowcount
+            cursor = int(
+                conn.execute(
+                    "INSERT INTO outbox_events(priority, kind, idempotency_key, compact_key,"
+                    " created_at, payload) VALUES (?,?,?,?,?,?)",
+                    (int(priority), kind, idempotency_key, compact_key, self.clock(), body),
+                ).lastrowid
+            )
+            conn.execute(
+                "UPDATE outbox_stats SET pending=pending+1-?, appended=appended+1,"
+                " compacted=compacted+? WHERE priority=?",
+                (compacted, compacted, int(priority)),
+            )
+            self._enforce_limits(conn, priority)
+            self.db.after_commit(lambda: self._notify(cursor))
+            return cursor
+
+    def _drop_oldest(self, conn: sqlite3.Connection, priority: Priority, count: int) -> None:
+        dropped = conn.execute(
+            "DELETE FROM outbox_events WHERE cursor IN (SELECT cursor FROM outbox_events"
+            " WHERE priority=? ORDER BY cursor LIMIT ?)",
+            (int(priority), count),
+        ).rowcount
+        conn.execute(
+            "UPDATE outbox_stats SET pending=pending-?, dropped=dropped+? WHERE priority=?",
+            (dropped, dropped, int(priority)),
+        )
+
+    @staticmethod
+    def _pending_in(conn: sqlite3.Connection) -> dict[Priority, int]:
+        rows = conn.execute("SELECT priority, pending FROM outbox_stats").fetchall()
+        return {Priority(p): int(n) for p, n in rows}
+
+    def _enforce_limits(self, conn: sqlite3.Connection, priority: Priority) -> None:
+        pending = self._pending_in(conn)
+        limit = self.limits.get(priority)
+        if limit is not None and pending[priority] > limit:
+            self._drop_oldest(conn, priority, pending[priority] - limit)
+            pending[priority] = limit
+        if self.max_pending is None:
+            return
+        excess = sum(pending.values()) - self.max_pending
+        for victim in sorted(Priority, reverse=True):
+            if excess <= 0 or victim == Priority.CRITICAL:
+                break
+            take = min(excess, pending[victim])
+            if take:
+                self._drop_oldest(conn, victim, take)
+                excess -= take
+
+    # -- reading and acknowledging ------------------------------------------------------------
+    def read(self, since: int = 0, limit: int = 500) -> list[Event]:
+        """Pending events with a cursor above ``since``, oldest first, at most ``limit``."""
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT cursor, priority, kind, idempotency_key, created_at, payload"
+                " FROM outbox_events WHERE cursor > ? ORDER BY cursor LIMIT ?",
+                (since, max(1, min(limit, 10_000))),
+            ).fetchall()
+        return [Event(r[0], Priority(r[1]), r[2], r[3], r[4], orjson.loads(r[5])) for r in rows]
+
+    def read_raw(
+        self, since: int = 0, limit: int = 500
+    ) -> list[tuple[int, int, str, str, float, bytes]]:
+        """Like ``read`` but with the payload as its stored JSON bytes (for fast serving)."""
+        with self.db.lock:
+            return self.db.conn.execute(
+                "SELECT cursor, priority, kind, idempotency_key, created_at, payload"
+                " FROM outbox_events WHERE cursor > ? ORDER BY cursor LIMIT ?",
+                (since, max(1, min(limit, 10_000))),
+            ).fetchall()
+
+    def ack(self, cursor: int, *, chunk: int = 5_000) -> int:
+        """The backend has every event up to ``cursor``: forget them. Returns how many."""
+        total = 0
+        while True:
+            with self.db.transaction() as conn:
+                acked = self.acked_cursor
+                if cursor <= acked:
+                    return total
+                upto = conn.execute(
+                    "SELECT max(cursor) FROM (SELECT cursor FROM outbox_events"
+                    " WHERE cursor > ? AND cursor <= ? ORDER BY cursor LIMIT ?)",
+                    (acked, cursor, chunk),
+                ).fetchone()[0]
+                upto = cursor if upto is None else upto
+                counts = conn.execute(
+                    "SELECT priority, count(*) FROM outbox_events WHERE cursor > ?"
+                    " AND cursor <= ? GROUP BY priority",
+                    (acked, upto),
+                ).fetchall()
+                conn.execute(
+                    "DELETE FROM outbox_events WHERE cursor > ? AND cursor <= ?", (acked, upto)
+                )
+                for priority, count in counts:
+                    conn.execute(
+                        "UPDATE outbox_stats SET pending=pending-?, acked=acked+? WHERE priority=?",
+                        (count, count, priority),
+                    )
+                    total += count
+                conn.execute("UPDATE outbox_meta SET value=? WHERE name='acked_cursor'", (upto,))
+
+    @property
+    def acked_cursor(self) -> int:
+        with self.db.lock:
+            return int(
+                self.db.conn.execute(
+                    "SELECT value FROM outbox_meta WHERE name='acked_cursor'"
+                ).fetchone()[0]
+            )
+
+    @property
+    def last_cursor(self) -> int:
+        """The highest cursor ever handed out (0 before the first event)."""
+        with self.db.lock:
+            row = self.db.conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name='outbox_events'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def stats(self) -> dict[Priority, ClassStats]:
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT priority, pending, appended, dropped, compacted, acked FROM outbox_stats"
+            ).fetchall()
+        return {Priority(r[0]): ClassStats(*r[1:]) for r in rows}
+
+    def pending(self) -> dict[Priority, int]:
+        """Unacknowledged events per class."""
+        with self.db.lock:
+            return self._pending_in(self.db.conn)
+
+    def oldest_pending(self) -> float | None:
+        """Creation time of the oldest unacknowledged event, or ``None``."""
+        with self.db.lock:
+            row = self.db.conn.execute(
+                "SELECT created_at FROM outbox_events ORDER BY cursor LIMIT 1"
+            ).fetchone()
+        return float(row[0]) if row else None
+
+    # -- live readers ----------------------------------------------------------------------------
+    def add_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(cursor)`` after each committed append; returns an unsubscribe."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def _notify(self, cursor: int) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(cursor)

@@ -1,0 +1,120 @@
+"""One SQLite connection in WAL mode, a nestable transaction and schema migrations.
+
+The store and the outbox share one ``Database`` so that writes which belong together (a trip,
+its command journal entry and its outbox event) commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+Migration = Callable[[sqlite3.Connection], None] | str
+
+
+class StoreError(RuntimeError):
+    """The database could not be opened, migrated or written."""
+
+
+class Database:
+    """A thread-safe SQLite connection with a nestable ``transaction()``.
+
+    ``synchronous`` is ``NORMAL`` by default: in WAL mode that survives a killed process
+    (every commit reaches the OS); ``FULL`` also survives a power cut at some cost per commit.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise StoreError(f"unknown synchronous mode {synchronous!r}")
+        self.path = str(path)
+        try:
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.lock = threading.RLock()
+        self._depth = 0
+        self._after_commit: list[Callable[[], None]] = []
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE on the outermost call, COMMIT or ROLLBACK when it ends.
+
+        Nested calls join the outer transaction, so helpers can be composed freely.
+        """
+        with self.lock:
+            outer = self._depth == 0
+            if outer:
+                self.conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self.conn.execute("ROLLBACK")
+                    self._after_commit.clear()
+                raise
+            self._depth -= 1
+            if outer:
+                self.conn.execute("COMMIT")
+                hooks, self._after_commit = self._after_commit, []
+                for hook in hooks:
+                    hook()
+
+    def after_commit(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once the current transaction commits (now, if none is open)."""
+        with self.lock:
+            if self._depth:
+                self._after_commit.append(hook)
+                return
+        hook()
+
+    def version(self, component: str) -> int:
+        row = self.conn.execute(
+            "SELECT version FROM schema_version WHERE component = ?", (component,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> int:
+        """Apply the migrations of ``component`` that are newer than its recorded version.
+
+        Each migration runs in its own transaction together with the version bump, so a crash
+        mid-way leaves the schema at a known version. Returns the version reached.
+        """
+        current = self.version(component)
+        if current > len(migrations):
+            raise StoreError(
+                f"{component} schema version {current} is newer than this code"
+                f" ({len(migrations)}): refusing to run on it"
+            )
+        for number, step in enumerate(migrations[current:], start=current + 1):
+            with self.transaction() as conn:
+                if isinstance(step, str):
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                else:
+                    step(conn)
+                conn.execute(
+                    "INSERT INTO schema_version(component, version) VALUES (?, ?)"
+                    " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                    (component, number),
+                )
+        return len(migrations)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()

@@ -1,0 +1,167 @@
+"""The durable outbox: cursors, idempotency, priority classes, bounds, drops, durability."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.outbox import Outbox, Priority
+from gateway.store import Database
+
+
+def make(tmp_path, **kwargs) -> Outbox:
+    return Outbox(Database(tmp_path / "outbox.db"), **kwargs)
+
+
+def test_cursors_increase_and_pages_follow_them(tmp_path) -> None:
+    box = make(tmp_path)
+    cursors = [box.append("e", {"i": i}, idempotency_key=f"k{i}") for i in range(25)]
+    assert cursors == sorted(cursors) and len(set(cursors)) == 25
+    seen, cursor = [], 0
+    while page := box.read(cursor, 10):
+        seen += [e.payload["i"] for e in page]
+        cursor = page[-1].cursor
+    assert seen == list(range(25))
+
+
+def test_repeated_idempotency_key_returns_first_cursor(tmp_path) -> None:
+    box = make(tmp_path)
+    first = box.append("trip.ended", {"trip": 1}, idempotency_key="trip:1:end")
+    again = box.append("trip.ended", {"trip": 1}, idempotency_key="trip:1:end")
+    assert first == again and len(box.read()) == 1
+    assert box.stats()[Priority.STATE].appended == 1
+
+
+def test_ack_forgets_and_cursors_never_reuse(tmp_path) -> None:
+    box = make(tmp_path)
+    for i in range(10):
+        box.append("e", i, idempotency_key=f"k{i}", priority=Priority(i % 4))
+    assert box.ack(6) == 6
+    assert [e.cursor for e in box.read(0)] == [7, 8, 9, 10]
+    assert sum(box.pending().values()) == 4 and box.acked_cursor == 6
+    box.ack(10)
+    assert box.append("e", 1, idempotency_key="new") == 11
+    assert box.ack(3) == 0  # acking an older cursor again is harmless
+
+
+def test_state_compacts_by_key_and_counts_it(tmp_path) -> None:
+    box = make(tmp_path)
+    for battery in (90, 80, 70):
+        box.append(
+            "vehicle.state",
+            {"battery": battery},
+            idempotency_key=f"v1:{battery}",
+            compact_key="vehicle:1",
+        )
+    box.append("vehicle.state", {"battery": 50}, idempotency_key="v2", compact_key="vehicle:2")
+    events = box.read()
+    assert [e.payload["battery"] for e in events] == [70, 50]
+    assert box.stats()[Priority.STATE].compacted == 2
+    assert box.pending()[Priority.STATE] == 2
+
+
+def test_class_bound_drops_oldest_and_counts(tmp_path) -> None:
+    box = make(tmp_path, limits={Priority.TELEMETRY: 5})
+    for i in range(12):
+        box.append("telemetry", i, idempotency_key=f"t{i}", priority=Priority.TELEMETRY)
+    assert [e.payload for e in box.read()] == [7, 8, 9, 10, 11]
+    assert box.stats()[Priority.TELEMETRY].dropped == 7
+
+
+def test_critical_is_never_dropped_lower_classes_give_way(tmp_path) -> None:
+    box = make(tmp_path, max_pending=10, limits={Priority.CRITICAL: 1})
+    for i in range(4):
+        box.append("t", i, idempotency_key=f"t{i}", priority=Priority.TELEMETRY)
+        box.append("s", i, idempotency_key=f"s{i}", priority=Priority.STATE)
+        box.append("o", i, idempotency_key=f"o{i}", priority=Priority.OUTCOME)
+    for i in range(20):
+        box.append("alert", i, idempotency_key=f"c{i}", priority=Priority.CRITICAL)
+    pending = box.pending()
+    assert pending[Priority.CRITICAL] == 20  # over every bound, and still all there
+    assert pending[Priority.TELEMETRY] == pending[Priority.STATE] == 0
+    assert pending[Priority.OUTCOME] == 0
+    stats = box.stats()
+    assert stats[Priority.TELEMETRY].dropped == 4 and stats[Priority.STATE].dropped == 4
+    assert stats[Priority.CRITICAL].dropped == 0
+
+
+def test_telemetry_goes_before_state(tmp_path) -> None:
+    box = make(tmp_path, max_pending=6)
+    for i in range(4):
+        box.append("s", i, idempotency_key=f"s{i}", priority=Priority.STATE)
+    for i in range(4):
+        box.append("t", i, idempotency_key=f"t{i}", priority=Priority.TELEMETRY)
+    assert box.pending()[Priority.STATE] == 4 and box.pending()[Priority.TELEMETRY] == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=60))
+def test_counters_match_rows(tmp_path_factory, ops) -> None:
+    box = make(
+        tmp_path_factory.mktemp("p"),
+        max_pending=15,
+        limits={Priority.STATE: 6, Priority.TELEMETRY: 4},
+    )
+    for n, (priority, key) in enumerate(ops):
+        box.append(
+            "e",
+            n,
+            idempotency_key=f"k{n}",
+            priority=Priority(priority),
+            compact_key=f"c{key}" if key else None,
+        )
+    rows = dict(
+        box.db.conn.execute(
+            "SELECT priority, count(*) FROM outbox_events GROUP BY priority"
+        ).fetchall()
+    )
+    for priority, count in box.pending().items():
+        assert rows.get(int(priority), 0) == count
+    stats = box.stats()
+    for priority in Priority:
+        s = stats[priority]
+        assert s.appended == s.pending + s.dropped + s.compacted + s.acked
+    assert stats[Priority.CRITICAL].dropped == 0
+
+
+def test_listener_fires_after_commit_only(tmp_path) -> None:
+    box = make(tmp_path)
+    seen: list[int] = []
+    box.add_listener(seen.append)
+    with box.db.transaction():
+        cursor = box.append("e", 1, idempotency_key="a")
+        assert seen == []
+    assert seen == [cursor]
+
+
+def test_events_survive_sigkill(tmp_path) -> None:
+    """A child appends and is killed; every event it was told was committed is there."""
+    path = tmp_path / "killed.db"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from gateway.outbox import Outbox, Priority
+        from gateway.store import Database
+        box = Outbox(Database({str(path)!r}))
+        for i in range(500):
+            box.append("e", i, idempotency_key=f"k{{i}}", priority=Priority.OUTCOME)
+            if i == 300:
+                print(i, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=60,
+    )
+    assert proc.returncode == -9 and proc.stdout.strip() == "300"
+    box = Outbox(Database(path))
+    assert [e.payload for e in box.read(0, 1000)] == list(range(301))
+    assert box.pending()[Priority.OUTCOME] == 301
+    assert box.last_cursor == 301
