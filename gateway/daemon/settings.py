@@ -1,0 +1,205 @@
+"""The daemon's configuration: one TOML file, environment overrides, every problem listed.
+
+The file has one table per part (``[site]``, ``[mqtt]``, ``[api]``, ``[[readers]]``,
+``[rules]``, ``[telemetry]``, ``[logging]``, ``[sun]``). Any field can be overridden from
+the environment as ``DOCKGATE_<TABLE>__<FIELD>``, e.g. ``DOCKGATE_MQTT__PORT=1884``.
+Secrets (API tokens, the broker password, tag keys) are secret types: they never show in a
+repr, a log line or a validation error.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from drivers.mqtt.settings import MqttSettings
+from gateway.sun.settings import SunSettings
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+DEFAULT_BUNDLE = CONFIG_DIR / "rules" / "demo-milano.json"
+
+
+class ConfigError(ValueError):
+    """The configuration is not usable; ``problems`` lists every reason, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"- {p}" for p in problems))
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSettings(_Part):
+    """Who this gateway is and where it keeps its state."""
+
+    name: str = Field("dockgate site", min_length=1, max_length=80)
+    network_id: int = Field(1, ge=1, lt=10**9)
+    data_dir: Path = Path("/var/lib/dockgate")
+
+
+class ApiToken(_Part):
+    """One API token: ``sync`` for the fleet backend, ``read`` for a technician."""
+
+    name: str = Field(min_length=1, max_length=40)
+    token: SecretStr = Field(min_length=16)
+    scopes: list[Literal["sync", "read"]] = Field(default_factory=lambda: ["read"], min_length=1)
+
+
+class ApiSettings(_Part):
+    """The local HTTP API and the status page."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests, the demo)
+    tokens: list[ApiToken] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> ApiSettings:
+        values = [t.token.get_secret_value() for t in self.tokens]
+        if len(set(values)) != len(values):
+            raise ValueError("two API tokens have the same value")
+        return self
+
+
+class ReaderSettings(_Part):
+    """One NFC reader and the station it sits at."""
+
+    id: str = Field(min_length=1, max_length=64)
+    driver: Literal["pcsc", "nfcpy", "pn532"]
+    station_id: int = Field(ge=1)
+    # pcsc: reader names to watch (empty: all); nfcpy: a ContactlessFrontend path
+    # (usb, usb:054c:06c3, udp:HOST:PORT); pn532: a serial port.
+    pcsc_readers: list[str] = Field(default_factory=list)
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_driver(self) -> ReaderSettings:
+        if self.driver in ("nfcpy", "pn532") and not self.path:
+            raise ValueError(f"a {self.driver} reader needs 'path'")
+        return self
+
+
+class RulesSettings(_Part):
+    """The rule bundle enforced at start-up (the backend can push newer ones)."""
+
+    bundle: Path | None = DEFAULT_BUNDLE
+
+
+class TelemetrySettings(_Part):
+    """The time-series sink (InfluxDB v2 write API: InfluxDB 2/3, VictoriaMetrics)."""
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8428"
+    token: SecretStr = SecretStr("")
+    org: str = "dockgate"
+    bucket: str = "dockgate"
+    max_queue: int = Field(50_000, ge=100)
+
+
+class LoggingSettings(_Part):
+    """Structured logs: ``console`` for people, ``json`` for collectors."""
+
+    format: Literal["console", "json"] = "console"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DaemonSettings(BaseSettings):
+    """Everything ``dockgate run`` needs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DOCKGATE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    site: SiteSettings = Field(default_factory=SiteSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    readers: list[ReaderSettings] = Field(default_factory=list)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    sun: SunSettings = Field(default_factory=SunSettings)
+
+    @model_validator(mode="after")
+    def _unique_readers(self) -> DaemonSettings:
+        ids = [r.id for r in self.readers]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"reader ids must be unique: {dupes}")
+        return self
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """One line per problem, with its location and no input value (it may be a secret)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"{where}: {err['msg']}")
+    return lines
+
+
+def _relative_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths in the file are relative to the file, not to the working directory."""
+    fixes = [("site", "data_dir"), ("rules", "bundle"), ("sun", "profiles_file")]
+    for table, key in [*fixes, ("sun", "replay_db")]:
+        section = doc.get(table)
+        value = section.get(key) if isinstance(section, dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            section[key] = str((base / value).resolve())
+    return doc
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> DaemonSettings:
+    """Read ``path`` (TOML), then the environment, then ``overrides``; raise :class:`ConfigError`
+    listing every problem if the result is not valid."""
+    doc: dict[str, Any] = {}
+    if path is not None:
+        try:
+            doc = _relative_paths(tomllib.loads(Path(path).read_text()), Path(path).parent)
+        except FileNotFoundError as exc:
+            raise ConfigError([f"{path}: no such file"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+
+    class _FromFile(DaemonSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _DictSource(settings_cls, doc))
+
+    try:
+        loaded = _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    return loaded
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """A settings source over an already parsed (and path-fixed) TOML document."""
+
+    def __init__(self, settings_cls: type[BaseSettings], doc: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._doc = doc
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._doc.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._doc)
