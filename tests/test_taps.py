@@ -16,7 +16,9 @@ META = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 FILE = bytes.fromhex("F0E1D2C3B4A5968778695A4B3C2D1E0F")
 UID = bytes.fromhex("04A1B2C3D4E580")
 # Wrong keys decrypt the PICC data to noise: bad UID length, other UID, or a bad MAC.
-CLONE_REASONS = ("bad_mac", "uid_length", "uid_mismatch")
+# A clone's PICC data decrypts to noise under the real key: its tag byte may claim any
+# mirroring, so the refusal is one of these, depending on the noise (never "valid").
+CLONE_REASONS = ("bad_mac", "uid_length", "uid_mismatch", "no_uid", "no_counter")
 
 
 def sun_settings() -> SunSettings:
