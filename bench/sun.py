@@ -7,6 +7,8 @@ implementations do). Both run in the same process on the same messages.
     .venv/bin/python bench/sun.py              # table with ratios
     .venv/bin/python bench/sun.py --json       # one JSON object with the same figures
     .venv/bin/python bench/sun.py --seconds 0.5 --batch-lines 20000   # quick run
+
+Each figure is the best of --rounds rounds that alternate dockgate and the baseline.
 """
 
 from __future__ import annotations
@@ -243,6 +245,7 @@ def batch(lines: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.5, help="time per figure")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure")
     ap.add_argument("--batch-lines", type=int, default=200_000, help="0 skips the batch test")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
@@ -258,30 +261,37 @@ def main() -> None:
     def div_key(uid: bytes) -> bytes:
         return diversify_an10922(MASTER, uid, SUFFIX)
 
-    rows = {
+    cases = {
         "aes": (
-            rate(_ours(fixed), aes, s),
-            rate(lambda m: base_aes(META, FILE, m["picc"], m["cmac"], m["mac_input"]), aes, s),
+            _ours(fixed),
+            lambda m: base_aes(META, FILE, m["picc"], m["cmac"], m["mac_input"]),
+            aes,
         ),
         "aes_file_data": (
-            rate(_ours(fixed), aes_enc, s),
-            rate(
-                lambda m: base_aes(META, FILE, m["picc"], m["cmac"], m["mac_input"], m["enc"]),
-                aes_enc,
-                s,
-            ),
+            _ours(fixed),
+            lambda m: base_aes(META, FILE, m["picc"], m["cmac"], m["mac_input"], m["enc"]),
+            aes_enc,
         ),
         "lrp": (
-            rate(_ours(fixed), lrp, s),
-            rate(lambda m: base_lrp(META, FILE, m["picc"], m["cmac"], m["mac_input"]), lrp, s),
+            _ours(fixed),
+            lambda m: base_lrp(META, FILE, m["picc"], m["cmac"], m["mac_input"]),
+            lrp,
         ),
         "aes_an10922": (
-            rate(_ours(div), aes_div, s),
-            rate(
-                lambda m: base_aes(META, div_key, m["picc"], m["cmac"], m["mac_input"]), aes_div, s
-            ),
+            _ours(div),
+            lambda m: base_aes(META, div_key, m["picc"], m["cmac"], m["mac_input"]),
+            aes_div,
         ),
     }
+    # Rounds alternate dockgate and baseline so both see the same machine load; each
+    # figure is the best round (the least disturbed one), for both sides alike.
+    rows: dict[str, tuple[float, float]] = {}
+    for name, (ours, base, msgs) in cases.items():
+        best = [0.0, 0.0]
+        for _ in range(args.rounds):
+            best[0] = max(best[0], rate(ours, msgs, s / args.rounds))
+            best[1] = max(best[1], rate(base, msgs, s / args.rounds))
+        rows[name] = (best[0], best[1])
     figures: dict[str, object] = {
         name: {"dockgate_per_s": round(a), "baseline_per_s": round(b), "ratio": round(a / b, 2)}
         for name, (a, b) in rows.items()

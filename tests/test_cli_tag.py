@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,15 @@ DOCKGATE = str(Path(sys.executable).parent / "dockgate")
 SECRET = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 
-def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(*args: str, stdin: str = "", env: dict[str, str] | None = None):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DOCKGATE_")}
     return subprocess.run(
-        [DOCKGATE, "tag", *args], input=stdin, capture_output=True, text=True, timeout=60
+        [DOCKGATE, "tag", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=base | (env or {}),
     )
 
 
@@ -135,3 +142,80 @@ def test_shipped_examples_verify() -> None:
     out = [json.loads(x) for x in p.stdout.splitlines()]
     expected = [json.loads(x) for x in (ex / "sun-batch.expected.jsonl").read_text().splitlines()]
     assert out == expected
+
+
+AN12196 = ("--picc-data", "EF963FF7828658A599F3041510671E88", "--cmac", "94EED9EE65337086")
+ZERO = "0" * 32
+
+
+def test_keys_from_environment() -> None:
+    env = {"DOCKGATE_META_READ_KEY": ZERO, "DOCKGATE_FILE_READ_KEY": ZERO}
+    p = run("verify", *AN12196, env=env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["read_ctr"] == 61
+    assert run("verify", *AN12196).returncode == 1  # no key without them
+    wrong = env | {"DOCKGATE_FILE_READ_KEY": SECRET}
+    assert json.loads(run("verify", *AN12196, env=wrong).stdout)["reason"] == "bad_mac"
+    # an option beats the environment
+    p = run("verify", *AN12196, "--file-read-key", ZERO, env=wrong)
+    assert p.returncode == 0, p.stdout
+    bad = run("verify", *AN12196, env=env | {"DOCKGATE_FILE_READ_KEY": SECRET[:-1] + "g"})
+    assert bad.returncode == 2 and "DOCKGATE_FILE_READ_KEY" in bad.stderr
+    assert SECRET[:-1] not in bad.stdout + bad.stderr
+
+
+def test_keys_file_toml_and_json(tmp_path) -> None:
+    toml = tmp_path / "keys.toml"
+    toml.write_text(f'meta_read_key = "{ZERO}"\nfile_read_key = "{ZERO}"\n')
+    toml.chmod(0o600)
+    p = run("verify", *AN12196, "--keys-file", str(toml))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stderr == ""  # private file: no warning
+    js = tmp_path / "keys.json"
+    js.write_text(json.dumps({"meta_read_key": ZERO, "file_read_key": SECRET}))
+    js.chmod(0o644)
+    p = run("verify", *AN12196, "--keys-file", str(js))
+    assert json.loads(p.stdout)["reason"] == "bad_mac"
+    assert "readable by other users" in p.stderr
+    # the file beats the environment, an option beats the file
+    env = {"DOCKGATE_FILE_READ_KEY": ZERO}
+    assert run("verify", *AN12196, "--keys-file", str(js), env=env).returncode == 1
+    assert run("verify", *AN12196, "--keys-file", str(js), "--file-read-key", ZERO).returncode == 0
+    # the keys never show up in errors
+    for text in (f'file_read_key = "{SECRET[:-1]}g"\n', f"file_read_key = {SECRET}\n"):
+        toml.write_text(text)
+        p = run("verify", *AN12196, "--keys-file", str(toml))
+        assert p.returncode == 2 and SECRET[:-1] not in p.stdout + p.stderr, p.stderr
+    toml.write_text(f'file_read_key = "{ZERO}"\nfile_key = "{SECRET}"\n')
+    p = run("verify", *AN12196, "--keys-file", str(toml))
+    assert p.returncode == 2 and "file_key" in p.stderr and SECRET not in p.stderr
+    missing = run("verify", *AN12196, "--keys-file", str(tmp_path / "none.toml"))
+    assert missing.returncode == 2
+
+
+def test_keys_file_serves_url_and_batch_lines_without_keys(tmp_path) -> None:
+    meta, file_ = "00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"
+    keys = tmp_path / "keys.toml"
+    keys.write_text(f'meta_read_key = "{meta}"\nfile_read_key = "{file_}"\n')
+    keys.chmod(0o600)
+    sim = run("simulate", "--count", "2", "--meta-read-key", meta, "--file-read-key", file_)
+    url = sim.stdout.splitlines()[0]
+    assert run("verify", url).returncode == 1
+    ok = run("verify", url, "--keys-file", str(keys))
+    assert ok.returncode == 0 and json.loads(ok.stdout)["read_ctr"] == 1
+    example = ROOT / "config" / "examples" / "sun-keys.toml"
+    assert run("verify", sim.stdout.splitlines()[1], "--keys-file", str(example)).returncode == 0
+    lines = run(
+        "simulate", "--count", "2", "--jsonl", "--meta-read-key", meta, "--file-read-key", file_
+    ).stdout.splitlines()
+    bare = [json.dumps({k: v for k, v in json.loads(x).items() if "key" not in k}) for x in lines]
+    own_keys = json.dumps(json.loads(bare[1]) | {"meta_read_key": meta, "file_read_key": ZERO})
+    stdin = "\n".join([*bare, own_keys]) + "\n"
+    p = run("verify", "--batch", "--keys-file", str(keys), stdin=stdin)
+    assert [json.loads(x)["reason"] for x in p.stdout.splitlines()] == [None, None, "bad_mac"]
+    p = run("verify", "--batch", stdin=stdin)  # without default keys
+    assert [json.loads(x)["reason"] for x in p.stdout.splitlines()] == [
+        "no_key",
+        "no_key",
+        "bad_mac",
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.sun import SunSettings, SunVerifier
-from gateway.sun._aes import aes_cmac
+from gateway.sun._aes import FixedKeyCmac, aes_cmac
 from gateway.sun.core import verify_message
 from gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
 from gateway.sun.keys import make_keys
@@ -51,6 +51,11 @@ RFC4493_MSG = h(
 )
 def test_rfc4493_cmac(length: int, mac: str) -> None:
     assert aes_cmac(RFC4493_KEY, RFC4493_MSG[:length]).hex() == mac
+    fixed = FixedKeyCmac(RFC4493_KEY)  # one block: E_K(M xor K1) on a cached context
+    assert fixed.mac(RFC4493_MSG[:length]).hex() == mac
+    assert fixed.mac(RFC4493_MSG[:length]).hex() == mac  # the copied Rust context is reusable
+    if length == 16:
+        assert fixed.mac_block(RFC4493_MSG[:16]).hex() == mac
 
 
 def test_an12304_plaintexts_and_updated_keys() -> None:

@@ -160,6 +160,53 @@ def test_uid_length_and_no_key() -> None:
     assert SunVerifier().verify_url(tag().next_url()).reason == "no_key"
 
 
+def _picc(mode: str, plain: bytes) -> bytes:
+    """PICC data with an arbitrary plaintext under META (as a tag with that key would send)."""
+    if mode == "aes":
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        return Cipher(algorithms.AES(META), modes.CBC(bytes(16))).encryptor().update(plain)
+    from gateway.sun.lrp import LrpCipher
+
+    rand = bytes(range(8))
+    return rand + LrpCipher(META, 0).encrypt(rand, plain)
+
+
+@pytest.mark.parametrize("mode", ["aes", "lrp"])
+@pytest.mark.parametrize(
+    ("tag_byte", "diversified"), [(0xC8, False), (0xC4, True), (0x07, False), (0x07, True)]
+)
+def test_bad_picc_data_still_computes_a_mac(
+    monkeypatch: pytest.MonkeyPatch, mode: str, tag_byte: int, diversified: bool
+) -> None:
+    """Undecryptable PICC data (UID length not 7, nothing mirrored) costs a MAC, as a good one."""
+    from gateway.sun import core
+
+    calls: list[tuple[str, bytes, bytes]] = []
+    real = core._session_mac
+
+    def spy(mode: str, file_key: bytes, mirrored: bytes, mac_input: bytes):
+        calls.append((mode, file_key, mirrored))
+        return real(mode, file_key, mirrored, mac_input)
+
+    monkeypatch.setattr(core, "_session_mac", spy)
+    if diversified:
+        keys = make_keys(master_key=FILE, kdf="an10922", meta_read_key=META)
+        file_key = diversify_an10922(FILE, bytes(7))
+    else:
+        keys, file_key = make_keys(meta_read_key=META, file_read_key=FILE), FILE
+    plain = bytes([tag_byte]) + UID + b"\x05\x00\x00" + bytes(5)
+    out = core.verify_message(
+        keys, mode=mode, picc=_picc(mode, plain), cmac=bytes(8), mac_input=b"x"
+    )
+    assert out == ("uid_length", None, None, None)
+    assert calls == [(mode, file_key, bytes(10))]  # zero UID and counter, the tag's file key
+    calls.clear()
+    good = bytes([0xC7]) + UID + b"\x05\x00\x00" + bytes(5)  # same work for a decryptable one
+    out = core.verify_message(keys, mode=mode, picc=_picc(mode, good), cmac=bytes(8))
+    assert out[0] == "bad_mac" and len(calls) == 1
+
+
 def test_unknown_profile() -> None:
     v = verifier()
     assert v.verify_url("https://example.com/nothing-here").reason == "unknown_profile"

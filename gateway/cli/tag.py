@@ -11,6 +11,63 @@ import typer
 app = typer.Typer(help="NTAG 424 DNA SUN messages: verify and simulate.", no_args_is_help=True)
 
 _KEY_FIELDS = ("meta_read_key", "file_read_key", "master_key", "kdf", "kdf_suffix")
+# key fields that may come from the environment instead of the command line
+ENV_KEYS = {name: "DOCKGATE_" + name.upper() for name in _KEY_FIELDS}
+
+
+def _load_keys_file(path: Path) -> dict[str, str]:
+    """Key fields from a TOML or JSON file (``.json`` is JSON, anything else TOML)."""
+    import json
+    import stat
+    import tomllib
+
+    try:
+        raw = path.read_bytes()
+        if path.suffix.lower() == ".json":
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+        mode = path.stat().st_mode
+    except (OSError, ValueError) as exc:  # tomllib/json errors are ValueErrors
+        kind = "cannot read" if isinstance(exc, OSError) else "cannot parse"
+        raise typer.BadParameter(f"{kind} {path}", param_hint="--keys-file") from None
+    if not isinstance(data, dict):
+        raise typer.BadParameter("expected a table of key fields", param_hint="--keys-file")
+    unknown = sorted(set(data) - set(_KEY_FIELDS))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown fields {unknown} (expected {list(_KEY_FIELDS)})", param_hint="--keys-file"
+        )
+    for name, value in data.items():
+        if not isinstance(value, str):
+            raise typer.BadParameter(f"{name} must be a string", param_hint="--keys-file")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        typer.echo(f"warning: {path} is readable by other users (chmod 600 it)", err=True)
+    return data
+
+
+def resolve_key_fields(
+    options: dict[str, str | None], keys_file: Path | None, environ: dict[str, str] | None = None
+) -> dict[str, str | None]:
+    """Each key field from the option, else the keys file, else the environment."""
+    import os
+
+    env = os.environ if environ is None else environ
+    from_file = _load_keys_file(keys_file) if keys_file is not None else {}
+    out: dict[str, str | None] = {}
+    for name in _KEY_FIELDS:
+        value = options.get(name)
+        if value is None:
+            value = from_file.get(name)
+        if value is None:
+            value = env.get(ENV_KEYS[name]) or None
+        out[name] = value
+    return out
+
+
+def _key_source(name: str, keys_file: Path | None) -> str:
+    option = "--" + name.replace("_", "-")
+    return f"{option} (or {ENV_KEYS[name]}{' / --keys-file' if keys_file else ''})"
 
 
 def _parse_key(text: str | None, name: str) -> bytes | None:
@@ -23,6 +80,27 @@ def _parse_key(text: str | None, name: str) -> bytes | None:
     if len(raw) != 16 or len(text) != 32:
         raise typer.BadParameter("must be 32 hex characters", param_hint=name)
     return raw
+
+
+def _make_cli_keys(fields: dict[str, str | None], keys_file: Path | None) -> Any:
+    """The key set given on the command line, in a keys file or in the environment."""
+    if not (fields["meta_read_key"] or fields["file_read_key"] or fields["master_key"]):
+        return None
+    from gateway.sun.keys import make_keys
+
+    parsed = {
+        name: _parse_key(fields[name], _key_source(name, keys_file))
+        for name in ("meta_read_key", "file_read_key", "master_key")
+    }
+    try:
+        suffix = bytes.fromhex(fields["kdf_suffix"] or "")
+    except ValueError:
+        hint = _key_source("kdf_suffix", keys_file)
+        raise typer.BadParameter("must be hex", param_hint=hint) from None
+    try:
+        return make_keys(**parsed, kdf=fields["kdf"], kdf_suffix=suffix)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).split(":")[0]) from None
 
 
 class _BatchKeys:
@@ -60,15 +138,17 @@ class _BatchKeys:
 
         self._cache = BoundedCache(build, 4096)
 
-    def get(self, line: dict[str, Any]) -> Any:
-        spec = tuple(line.get(k) for k in _KEY_FIELDS)
+    def get(self, line: dict[str, Any], default: Any = None) -> Any:
+        spec = tuple(map(line.get, _KEY_FIELDS))
+        if default is not None and spec == (None,) * len(_KEY_FIELDS):
+            return default
         try:
             return self._cache.get(spec)
         except TypeError:  # unhashable values (lists, objects)
             return self.R.BAD_INPUT
 
 
-def _run_batch(state: Path | None) -> None:
+def _run_batch(state: Path | None, default_keys: Any = None) -> None:
     import orjson
 
     from gateway.sun import reasons as R
@@ -92,12 +172,12 @@ def _run_batch(state: Path | None) -> None:
                 line = None
             if not isinstance(line, dict):
                 result = SunResult(valid=False, reason=R.BAD_JSON)
-            elif any(f in line and not isinstance(line[f], str | None) for f in str_fields):
+            elif not all(isinstance(v, str | None) for v in map(line.get, str_fields)):
                 result = SunResult(valid=False, reason=R.BAD_INPUT)
             elif "cmac" not in line:
                 result = SunResult(valid=False, reason=R.MISSING_FIELD)
             else:
-                k = keys.get(line)
+                k = keys.get(line, default_keys)
                 if isinstance(k, str):
                     result = SunResult(valid=False, reason=k)
                 else:
@@ -127,7 +207,7 @@ def _run_batch(state: Path | None) -> None:
 def verify(
     url: str | None = typer.Argument(None, help="A scanned SUN URL (omit with --batch)."),
     profile: str | None = typer.Option(None, help="Tag profile name (default: first match)."),
-    config: Path | None = typer.Option(None, help="TOML file with a [sun] table."),
+    config: Path | None = typer.Option(None, help="TOML file with a \\[sun] table."),
     batch: bool = typer.Option(False, "--batch", help="JSON lines on stdin, one result per line."),
     state: Path | None = typer.Option(None, help="Replay store (SQLite); none: no memory."),
     reader_uid: str | None = typer.Option(None, help="UID the reader saw (hex, 7 bytes)."),
@@ -138,20 +218,47 @@ def verify(
     uid: str | None = typer.Option(None, help="Raw field: plain mirrored UID (hex)."),
     read_ctr: str | None = typer.Option(None, help="Raw field: plain counter (6 hex, MSB first)."),
     mode: str | None = typer.Option(None, help="aes | lrp (default: by PICC data length)."),
-    meta_read_key: str | None = typer.Option(None, help="SDM meta read key (hex)."),
-    file_read_key: str | None = typer.Option(None, help="SDM file read key (hex)."),
-    master_key: str | None = typer.Option(None, help="Master key for --kdf (hex)."),
-    kdf: str | None = typer.Option(None, help="an10922 | sdm-backend"),
-    kdf_suffix: str = typer.Option("", help="AN10922: bytes after the UID (hex)."),
+    meta_read_key: str | None = typer.Option(
+        None, help="SDM meta read key (hex). Env: DOCKGATE_META_READ_KEY."
+    ),
+    file_read_key: str | None = typer.Option(
+        None, help="SDM file read key (hex). Env: DOCKGATE_FILE_READ_KEY."
+    ),
+    master_key: str | None = typer.Option(
+        None, help="Master key for --kdf (hex). Env: DOCKGATE_MASTER_KEY."
+    ),
+    kdf: str | None = typer.Option(None, help="an10922 | sdm-backend. Env: DOCKGATE_KDF."),
+    kdf_suffix: str | None = typer.Option(
+        None, help="AN10922: bytes after the UID (hex). Env: DOCKGATE_KDF_SUFFIX."
+    ),
+    keys_file: Path | None = typer.Option(
+        None,
+        "--keys-file",
+        help="TOML or JSON file with meta_read_key, file_read_key, master_key, kdf, "
+        "kdf_suffix (keep it chmod 600).",
+    ),
 ) -> None:
-    """Verify a SUN message: a URL with a profile, raw fields, or JSON lines (--batch)."""
+    """Verify a SUN message: a URL with a profile, raw fields, or JSON lines (--batch).
+
+    Keys, in order of precedence: the --*-key options (visible in process listings: prefer the others), --keys-file, then the environment variables DOCKGATE_META_READ_KEY, DOCKGATE_FILE_READ_KEY, DOCKGATE_MASTER_KEY, DOCKGATE_KDF, DOCKGATE_KDF_SUFFIX. They override the key sets of --config; with --batch they serve lines without key fields.
+    """  # noqa: E501
+    fields = resolve_key_fields(
+        {
+            "meta_read_key": meta_read_key,
+            "file_read_key": file_read_key,
+            "master_key": master_key,
+            "kdf": kdf,
+            "kdf_suffix": kdf_suffix,
+        },
+        keys_file,
+    )
+    keys = _make_cli_keys(fields, keys_file)
     if batch:
-        _run_batch(state)
+        _run_batch(state, keys)
         return
 
     import orjson
 
-    from gateway.sun.keys import make_keys
     from gateway.sun.replay import ReplayStore
     from gateway.sun.settings import load_sun_settings
     from gateway.sun.verifier import SunVerifier
@@ -161,18 +268,6 @@ def verify(
     except (OSError, ValueError) as exc:
         typer.echo(f"error: cannot load {config}: {exc}", err=True)
         raise typer.Exit(2) from None
-    keys = None
-    if meta_read_key or file_read_key or master_key:
-        try:
-            keys = make_keys(
-                meta_read_key=_parse_key(meta_read_key, "--meta-read-key"),
-                file_read_key=_parse_key(file_read_key, "--file-read-key"),
-                master_key=_parse_key(master_key, "--master-key"),
-                kdf=kdf,
-                kdf_suffix=bytes.fromhex(kdf_suffix),
-            )
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc).split(":")[0]) from None
     store = (
         ReplayStore(state)
         if state is not None

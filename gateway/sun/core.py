@@ -20,10 +20,13 @@ _SV2 = b"\x3c\xc3\x00\x01\x00\x80"
 _LRP_SV = b"\x00\x01\x00\x80"
 _LRP_PICC_MEMO = 3  # nibbles of PICCRand remembered per fixed key (16^3 entries at most)
 _LRP_SV_MEMO = 22  # nibbles of the SV block: fixed prefix and UID, per fixed file key
+_LRP_MEMO_SIZE = 8192  # memo entries per fixed LRP key (an ECB context each, about 1 KiB)
 
 _meta_dec: BoundedCache[bytes, object] = BoundedCache(ecb_decryptor, 4096)
 _file_cmac: BoundedCache[bytes, FixedKeyCmac] = BoundedCache(FixedKeyCmac, 65536)
-_lrp: BoundedCache[bytes, LrpCipher] = BoundedCache(lambda k: LrpCipher(k, 0, memo_size=16384), 256)
+_lrp: BoundedCache[bytes, LrpCipher] = BoundedCache(
+    lambda k: LrpCipher(k, 0, memo_size=_LRP_MEMO_SIZE), 256
+)
 
 Outcome = tuple[str | None, bytes | None, int | None, bytes | None]
 
@@ -62,6 +65,35 @@ def _sv_aes(prefix: bytes, mirrored: bytes) -> bytes:
 def _sv_lrp(mirrored: bytes) -> bytes:
     sv = _LRP_SV + mirrored
     return sv + bytes(-(len(sv) + 2) % 16) + b"\x1e\xe1"
+
+
+def _session_mac(
+    mode: str, file_key: bytes, mirrored: bytes, mac_input: bytes
+) -> tuple[bytes, bytes | None]:
+    """The full 16-byte SDMMAC of ``mac_input`` and, in LRP mode, the session MAC key."""
+    if mode == "aes":
+        k_mac = _file_cmac.get(file_key).mac(_sv_aes(_SV2, mirrored))
+        return cmac_once(k_mac, mac_input), None
+    session = _lrp.get(file_key).cmac(_sv_lrp(mirrored), memo=_LRP_SV_MEMO)
+    return LrpCipher(session, 0).cmac(mac_input), session
+
+
+_DECOY_UID = bytes(7)
+_DECOY_MIRRORED = bytes(10)  # UID and counter mirrored, as in a valid message
+
+
+def _decoy(keys: TagKeys, mode: str, cmac: bytes, mac_input: bytes) -> Outcome:
+    """Reject undecryptable PICC data after the same MAC work as a valid message.
+
+    As the public sdm-backend does: the SDMMAC is still computed and compared (with a
+    zero UID and counter) so that the response time does not tell a wrong meta read key
+    or forged PICC data from a message that decrypted but failed the MAC.
+    """
+    file_key = keys.file_key(_DECOY_UID)
+    if file_key is not None:
+        full = _session_mac(mode, file_key, _DECOY_MIRRORED, mac_input)[0]
+        compare_digest(full[1::2], cmac)
+    return R.UID_LENGTH, None, None, None
 
 
 def verify_message(
@@ -104,7 +136,7 @@ def verify_message(
             plain = _lrp.get(meta).decrypt(picc[:8], picc[8:], memo=_LRP_PICC_MEMO)
         tag = plain[0]
         if tag & 0x0F != 7:
-            return R.UID_LENGTH, None, None, None
+            return _decoy(keys, mode, cmac, mac_input)
         pos = 1
         if tag & 0x80:
             uid: bytes | None = plain[1:8]
@@ -121,7 +153,7 @@ def verify_message(
         else:
             ctr_le = None
         if not mirrored:
-            return R.UID_LENGTH, None, None, None
+            return _decoy(keys, mode, cmac, mac_input)
     else:
         if plain_uid is None:
             return R.MISSING_FIELD, None, None, None
@@ -147,14 +179,7 @@ def verify_message(
     if enc is not None and ctr_le is None:
         return R.NO_COUNTER, uid, None, None
 
-    if mode == "aes":
-        fixed = _file_cmac.get(file_key)
-        sv2 = _sv_aes(_SV2, mirrored)
-        k_mac = fixed.mac_block(sv2) if len(sv2) == 16 else fixed.mac(sv2)
-        full = cmac_once(k_mac, mac_input)
-    else:
-        session = _lrp.get(file_key).cmac(_sv_lrp(mirrored), memo=_LRP_SV_MEMO)
-        full = LrpCipher(session, 0).cmac(mac_input)
+    full, session = _session_mac(mode, file_key, mirrored, mac_input)
     if not compare_digest(full[1::2], cmac):
         return R.BAD_MAC, uid, ctr, None
 
@@ -162,11 +187,10 @@ def verify_message(
     if enc is not None:
         assert ctr_le is not None
         if mode == "aes":
-            fixed = _file_cmac.get(file_key)
-            sv1 = _sv_aes(_SV1, mirrored)
-            k_enc = fixed.mac_block(sv1) if len(sv1) == 16 else fixed.mac(sv1)
+            k_enc = _file_cmac.get(file_key).mac(_sv_aes(_SV1, mirrored))
             iv = ecb_encryptor(k_enc).update(ctr_le + bytes(13))
             file_data = cbc_decrypt(k_enc, iv, enc)
         else:
+            assert session is not None
             file_data = LrpCipher(session, 1).decrypt(ctr_le + bytes(3), enc)
     return None, uid, ctr, file_data

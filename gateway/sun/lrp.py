@@ -8,11 +8,14 @@ state after the first nibbles of the input), which is what makes a verification 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives.ciphers import Cipher
+
 from gateway.sun._aes import (
     _AES,
     _ECB,
     ZERO_BLOCK,
-    _new_enc_ctx,
     decrypt_block,
     ecb_encryptor,
     encrypt_block,
@@ -51,9 +54,9 @@ def _plaintexts_and_keys(key: bytes, count: int) -> tuple[list[bytes], list[byte
     first = ecb_encryptor(key).update(_55 + _AA)
     h = first[:16]
     p: list[bytes] = []
-    new, aes, ecb, aa55 = _new_enc_ctx, _AES, _ECB, _AA + _55
+    new, aes, ecb, aa55 = Cipher, _AES, _ECB, _AA + _55
     for _ in range(16):
-        both = new(aes(h), ecb).update(aa55)
+        both = new(aes(h), ecb).encryptor().update(aa55)
         p.append(both[:16])
         h = both[16:]
     h = first[16:]
@@ -72,8 +75,8 @@ def _plaintexts_and_keys(key: bytes, count: int) -> tuple[list[bytes], list[byte
 class LrpCipher:
     """LRP under one secret key and one updated key index (the object is reusable).
 
-    ``memo_depth``/``memo_size`` bound the prefix memo; a key used once (a session key)
-    is built with ``memo_size=0``.
+    ``memo_size`` bounds the prefix memo (one ECB context, about 1 KiB, per entry); a key
+    used once (a session key) is built with ``memo_size=0``.
     """
 
     __slots__ = ("_k1", "_k2", "_kp", "_memo", "_memo_size", "_pmap")
@@ -82,37 +85,38 @@ class LrpCipher:
         p, uk = _plaintexts_and_keys(key, u + 1)
         self._pmap = {c: p[i] for i, c in enumerate(_HEX)}
         self._kp = uk[u]
-        self._memo: dict[str, bytes] = {}
+        self._memo: dict[str, Callable[[bytes], bytes]] = {}
         self._memo_size = memo_size
         self._k1 = -1
         self._k2 = -1
 
     # --- Algorithm 3 -------------------------------------------------------------------
     def _walk(self, y: bytes, nibbles: str) -> bytes:
-        pmap, new, aes, ecb = self._pmap, _new_enc_ctx, _AES, _ECB
+        pmap, new, aes, ecb = self._pmap, Cipher, _AES, _ECB
         for c in nibbles:
-            y = new(aes(y), ecb).update(pmap[c])
+            y = new(aes(y), ecb).encryptor().update(pmap[c])
         return y
 
     def eval_hex(self, x_hex: str, *, final: bool = True, memo: int = 0) -> bytes:
         """EvalLRP on the nibbles of lowercase hex ``x_hex``.
 
         With ``memo`` > 0 the chain state after the first ``memo`` nibbles is remembered
-        (bounded by ``memo_size``); the result is identical.
+        as a ready ECB context under that state (bounded by ``memo_size``), so the next
+        step costs one block operation instead of a key schedule; the result is identical.
         """
-        if memo and self._memo_size:
+        if memo and self._memo_size and len(x_hex) > memo:
             prefix = x_hex[:memo]
-            y = self._memo.get(prefix)
-            if y is None:
-                y = self._walk(self._kp, prefix)
+            step = self._memo.get(prefix)
+            if step is None:
+                step = Cipher(_AES(self._walk(self._kp, prefix)), _ECB).encryptor().update
                 if len(self._memo) >= self._memo_size:
                     self._memo.clear()
-                self._memo[prefix] = y
-            y = self._walk(y, x_hex[memo:])
+                self._memo[prefix] = step
+            y = self._walk(step(self._pmap[x_hex[memo]]), x_hex[memo + 1 :])
         else:
             y = self._walk(self._kp, x_hex)
         if final:
-            y = ecb_encryptor(y).update(ZERO_BLOCK)
+            y = Cipher(_AES(y), _ECB).encryptor().update(ZERO_BLOCK)
         return y
 
     def eval(self, x: bytes, *, final: bool = True) -> bytes:
