@@ -42,6 +42,7 @@ from gateway.protocol import (
     SpotTemperature,
     SpotUndocked,
     SpotUnexpectedUnlock,
+    StationFeedback,
     StationStatus,
     Telemetry,
     TopicError,
@@ -178,6 +179,7 @@ ALL_COMMANDS = [
     (VEHICLE, SetSpeedMode(speed_mode=SpeedMode.ECO)),
     (VEHICLE, PlaySound(sound="geofencing")),
     (VEHICLE, SetLight(on=False)),
+    (STATION, StationFeedback(reader="r1", result="refused", reason="blocked")),
 ]
 
 

@@ -45,6 +45,7 @@ from gateway.protocol import (
     SpotTemperature,
     SpotUndocked,
     SpotUnexpectedUnlock,
+    StationFeedback,
     StationStatus,
     UnlockSpot,
     encode,
@@ -358,6 +359,7 @@ class StationSim(DeviceSim):
         )
         self.released: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=1000)
         self._wake = asyncio.Event()
+        self.feedback: deque[StationFeedback] = deque(maxlen=100)  # shown to riders, last
 
     # --- scripting -----------------------------------------------------------------------
 
@@ -463,6 +465,9 @@ class StationSim(DeviceSim):
         self._wake.clear()
 
     def execute(self, cmd: Any) -> Verdict:
+        if isinstance(cmd, StationFeedback):
+            self.feedback.append(cmd)  # the display and buzzer: nothing moves, ack only
+            return Verdict()
         if not isinstance(cmd, UnlockSpot | LockSpot):
             return Verdict(AckStatus.REJECTED, f"unsupported: {cmd.cmd}")
         self.core.advance(self.clock.now())

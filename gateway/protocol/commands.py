@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.protocol.enums import AckStatus, DeviceKind, OutcomeStatus, SpeedMode
 from gateway.protocol.messages import (
@@ -99,6 +99,22 @@ class SetLight(_Command):
     on: bool
 
 
+class StationFeedback(_Command):
+    """Tell the rider at a station why a tap was accepted or refused (display, buzzer)."""
+
+    cmd: Literal["station-feedback"] = "station-feedback"
+    reader: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    spot: SpotNumber | None = None
+    result: Literal["accepted", "refused"]
+    reason: Annotated[str, Field(max_length=40)] | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> StationFeedback:
+        if self.reader is None and self.spot is None:
+            raise ValueError("station-feedback needs a reader or a spot")
+        return self
+
+
 Command = Annotated[
     UnlockSpot
     | LockSpot
@@ -107,7 +123,8 @@ Command = Annotated[
     | SetMaxSpeed
     | SetSpeedMode
     | PlaySound
-    | SetLight,
+    | SetLight
+    | StationFeedback,
     Field(discriminator="cmd"),
 ]
 
@@ -121,6 +138,7 @@ COMMAND_KIND: dict[str, DeviceKind] = {
     "set-speed-mode": DeviceKind.VEHICLE,
     "play-sound": DeviceKind.VEHICLE,
     "set-light": DeviceKind.VEHICLE,
+    "station-feedback": DeviceKind.STATION,
 }
 
 #: Commands whose physical result the device reports in a second reply (`outcome`).

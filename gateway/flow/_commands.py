@@ -1,0 +1,144 @@
+"""Journal a command before it is sent, send it, record its outcome: never twice on the wire.
+
+The journal entry (``journaled``) commits first, possibly with the trip or event it belongs
+to; it is marked ``sent`` just before the publish and settled (acked / failed / timeout) with
+an outbox event in one transaction. The ``cmd_id`` on the wire is derived from the journal
+key, so even a resend after a restart is the same command to the device, which never acts
+twice on one id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.flow._types import CommandPort
+from gateway.outbox import Outbox, Priority
+from gateway.protocol import COMMAND_ADAPTER, Command, DeviceKind, DeviceRef
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Driver status -> journal state.
+JOURNAL_STATE = {
+    "done": "acked",
+    "accepted": "acked",
+    "failed": "failed",
+    "rejected": "failed",
+    "not-sent": "failed",
+    "expired": "timeout",
+    "no-ack": "timeout",
+    "no-outcome": "timeout",
+}
+
+
+def command_id_for(key: str) -> str:
+    """The wire ``cmd_id`` of a journal key: stable across restarts, reveals nothing."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def build_command(fields: dict[str, Any], key: str) -> Command:
+    return COMMAND_ADAPTER.validate_python({**fields, "cmd_id": command_id_for(key)})
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A command's end: journal ``state`` and the driver's ``status`` and ``reason``."""
+
+    command_id: int
+    state: str
+    status: str
+    reason: str | None = None
+
+
+class CommandRunner:
+    """The journal-then-send discipline shared by taps, trips and rule decisions."""
+
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        send: CommandPort,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.send = send
+        self.clock = clock
+
+    def journal(
+        self,
+        key: str,
+        device: DeviceRef,
+        target_id: int,
+        fields: dict[str, Any],
+        *,
+        ctx: dict[str, Any] | None = None,
+        trip_id: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Write the command down (joins an open transaction); None if the key exists."""
+        build_command(fields, key)  # refuse a malformed command before it is journaled
+        kind = "spot" if fields["cmd"] in ("unlock-spot", "lock-spot") else device.kind.value
+        args = {
+            "device": [device.network, device.kind.value, device.device_id],
+            "cmd": fields,
+            "ctx": ctx or {},
+        }
+        entry, created = self.store.journal_command(
+            key, kind, target_id, fields["cmd"], args, trip_id=trip_id
+        )
+        return entry if created else None
+
+    @staticmethod
+    def parse(entry: dict[str, Any]) -> tuple[DeviceRef, dict[str, Any], dict[str, Any]] | None:
+        """(device, command fields, context) of a flow-journaled entry; None for others."""
+        args = json.loads(entry["args"]) if isinstance(entry["args"], str) else entry["args"]
+        if not isinstance(args, dict) or "device" not in args or "cmd" not in args:
+            return None
+        net, kind, device_id = args["device"]
+        return DeviceRef(int(net), DeviceKind(kind), device_id), args["cmd"], args.get("ctx", {})
+
+    async def dispatch(self, entry: dict[str, Any]) -> Settled:
+        """Mark sent, publish, wait for the device, settle with an outbox event."""
+        parsed = self.parse(entry)
+        if parsed is None:
+            raise ValueError(f"command {entry['id']} was not journaled by the flow")
+        device, fields, _ctx = parsed
+        command = build_command(fields, entry["idempotency_key"])
+        self.store.mark_command(entry["id"], "sent")
+        try:
+            result = await self.send(device, command)
+            status = str(getattr(result.status, "value", result.status))
+            reason = result.reason
+            attempts = result.attempts
+        except Exception as exc:  # a closed driver or a bug: the command did not settle
+            log.warning("flow: sending %s failed: %s", fields["cmd"], type(exc).__name__)
+            status, reason, attempts = "not-sent", type(exc).__name__, 0
+        state = JOURNAL_STATE.get(status, "failed")
+        self.settle(entry, state, {"status": status, "reason": reason, "attempts": attempts})
+        return Settled(entry["id"], state, status, reason)
+
+    def settle(self, entry: dict[str, Any], state: str, outcome: dict[str, Any]) -> None:
+        """Record a command's end and its outbox event together."""
+        with self.store.transaction():
+            self.store.mark_command(entry["id"], state, outcome)
+            self.outbox.append(
+                "command.outcome",
+                {
+                    "command_id": entry["id"],
+                    "command": entry["command"],
+                    "target_kind": entry["target_kind"],
+                    "target_id": entry["target_id"],
+                    "trip_id": entry.get("trip_id"),
+                    "state": state,
+                    **outcome,
+                    "at": self.clock(),
+                },
+                idempotency_key=f"cmd:{entry['id']}:{state}",
+                priority=Priority.OUTCOME,
+            )

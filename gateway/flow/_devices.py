@@ -1,0 +1,433 @@
+"""What the flow does with each device message: undock, dock, telemetry, power, alarms.
+
+A mixin of :class:`~gateway.flow.RideFlow`, kept apart so that each file stays short.
+Telemetry goes through the rules engine; its commands are journaled with the vehicle update
+and its alerts in one commit, then sent in order in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from gateway.outbox import Priority
+from gateway.protocol import (
+    ALERT_OF_EVENT,
+    AlarmEvent,
+    DeviceKind,
+    DeviceMessage,
+    DeviceRef,
+    LockState,
+    PowerEvent,
+    SpotDocked,
+    SpotFaulted,
+    SpotIdentifyFail,
+    SpotTemperature,
+    SpotUndocked,
+    SpotUnexpectedUnlock,
+    StationStatus,
+    Telemetry,
+    VehicleEvent,
+)
+from gateway.rules import AlertAction, CommandKind, Decisions, Trip, VehicleState
+from gateway.store import NotFound
+
+if TYPE_CHECKING:
+    from gateway.flow._flow import RideFlow
+
+log = logging.getLogger(__name__)
+Row = dict[str, Any]
+
+#: Dashboard severity of each alert a device raises.
+SEVERITY = {
+    "station-power-cut": "critical",
+    "station-alarm-triggered": "critical",
+    "vehicle-dismantling": "critical",
+    "unexpected-unlock": "high",
+    "spot-high-temperature": "high",
+    "vehicle-lifted": "high",
+    "vehicle-illegal-moving": "high",
+    "spot-identify-fail": "low",
+    "vehicle-fallen": "low",
+}
+NO_LIMIT_KPH = 60  # the protocol's highest cap: "no limit" for set-max-speed
+
+
+class DeviceHandling:
+    """Device messages in, store writes, outbox events and commands out."""
+
+    def __init__(self) -> None:
+        self.ignored: Counter[str] = Counter()  # messages the flow could not place, by why
+        self._serials: dict[str, int] = {}
+        self._moved: dict[str, float] = {}
+
+    async def on_device_message(self: RideFlow, msg: DeviceMessage) -> None:
+        """Handle one validated device message (never raises for device behaviour)."""
+        try:
+            if msg.device.kind is DeviceKind.STATION:
+                self._on_station(msg)
+            else:
+                self._on_vehicle(msg)
+        except NotFound as exc:
+            self.ignored["not-found"] += 1
+            log.warning("flow: %s from %s: %s", msg.channel, msg.device.device_id, exc)
+
+    # --- lookups ---------------------------------------------------------------------------
+    def _station_id(self: RideFlow, device: DeviceRef) -> int | None:
+        for sid, dev in self.station_devices.items():
+            if dev == device.device_id:
+                return sid
+        return int(device.device_id) if device.device_id.isdigit() else None
+
+    def _vehicle(self: RideFlow, serial: str) -> Row | None:
+        vid = self._serials.get(serial)
+        if vid is None:
+            self._serials = {v["serial_number"]: v["id"] for v in self.store.vehicles()}
+            vid = self._serials.get(serial)
+        return self.store.vehicle(vid) if vid is not None else None
+
+    def _spot_id(self: RideFlow, station_id: int, number: int) -> int | None:
+        for spot in self.store.spots(station_id):
+            if spot["number"] == number:
+                return int(spot["id"])
+        return None
+
+    def _alert(
+        self: RideFlow,
+        alert_type: str,
+        *,
+        station_id: int | None = None,
+        spot_id: int | None = None,
+        vehicle_id: int | None = None,
+        severity: str | None = None,
+        details: dict[str, Any] | None = None,
+        dedup: str | None = None,
+    ) -> None:
+        """Open an alert (reused while open with the same ``dedup``) and queue it critical."""
+        cluster = self.store.station(station_id)["cluster_id"] if station_id else None
+        severity = severity or SEVERITY.get(alert_type, "high")
+        with self.store.transaction():
+            alert_id, created = self.store.raise_alert(
+                self.network_id,
+                alert_type,
+                severity,
+                cluster_id=cluster,
+                station_id=station_id,
+                spot_id=spot_id,
+                vehicle_id=vehicle_id,
+                details=details,
+                dedup_key=dedup,
+            )
+            if created:
+                self.outbox.append(
+                    "alert.raised",
+                    {
+                        "alert_id": alert_id,
+                        "alert_type": alert_type,
+                        "severity": severity,
+                        "station_id": station_id,
+                        "spot_id": spot_id,
+                        "vehicle_id": vehicle_id,
+                        "details": details or {},
+                        "at": self.clock(),
+                    },
+                    idempotency_key=f"alert:{alert_id}:raised",
+                    priority=Priority.CRITICAL,
+                )
+
+    def _clear(
+        self: RideFlow,
+        alert_type: str,
+        *,
+        station_id: int | None = None,
+        vehicle_id: int | None = None,
+    ) -> None:
+        open_ = self.store.alerts(
+            [self.network_id],
+            resolved=False,
+            alert_type=alert_type,
+            vehicle_id=vehicle_id,
+            page_size=100,
+        )
+        ids = [a["id"] for a in open_ if station_id is None or a["station_id"] == station_id]
+        with self.store.transaction():
+            for alert_id in self.store.resolve_alerts(ids, resolved_by="gateway"):
+                self.outbox.append(
+                    "alert.cleared",
+                    {"alert_id": alert_id, "alert_type": alert_type, "at": self.clock()},
+                    idempotency_key=f"alert:{alert_id}:cleared",
+                    priority=Priority.CRITICAL,
+                )
+
+    # --- stations --------------------------------------------------------------------------
+    def _on_station(self: RideFlow, msg: DeviceMessage) -> None:
+        sid = self._station_id(msg.device)
+        if sid is None:
+            self.ignored["unknown-station"] += 1
+            return
+        p = msg.payload
+        if isinstance(p, SpotUndocked):
+            rental = self.rentals.get((sid, p.spot))
+            if rental is not None and p.vehicle_id in (None, rental.serial):
+                self.start_trip(rental)
+            else:
+                self._state_event("spot.undocked", sid, {"spot": p.spot, "serial": p.vehicle_id})
+        elif isinstance(p, SpotDocked):
+            self._docked(sid, p.spot, p.vehicle_id)
+        elif isinstance(p, StationStatus):
+            self._reconcile(sid, p)
+        elif isinstance(p, PowerEvent):
+            if p.type == "station-power-cut":
+                with self.store.transaction():
+                    self.store.start_outage(sid, "power-cut")
+                    self._alert(
+                        "station-power-cut",
+                        station_id=sid,
+                        details={"battery": p.battery},
+                        dedup=f"station:{sid}:power",
+                    )
+            else:
+                with self.store.transaction():
+                    self.store.end_outage(sid)
+                    self._clear("station-power-cut", station_id=sid)
+                    self._state_event("station.power-restored", sid, {"battery": p.battery})
+        elif isinstance(p, AlarmEvent):
+            if p.type == "station-alarm-triggered":
+                self._alert(
+                    "station-alarm-triggered",
+                    station_id=sid,
+                    details={"reason": p.reason},
+                    dedup=f"station:{sid}:alarm",
+                )
+            else:
+                self._clear("station-alarm-triggered", station_id=sid)
+        elif isinstance(p, SpotIdentifyFail | SpotUnexpectedUnlock):
+            self._alert(
+                p.type, station_id=sid, spot_id=self._spot_id(sid, p.spot), details={"spot": p.spot}
+            )
+        elif isinstance(p, SpotTemperature) and p.high:
+            self._alert(
+                "spot-high-temperature",
+                station_id=sid,
+                spot_id=self._spot_id(sid, p.spot),
+                details={"celsius": p.celsius},
+                dedup=f"station:{sid}:spot:{p.spot}:temperature",
+            )
+        elif isinstance(p, SpotFaulted):
+            self._state_event(
+                "spot.fault",
+                sid,
+                {"spot": p.spot, "fault": p.fault.value},
+                priority=Priority.OUTCOME,
+            )
+
+    def _state_event(
+        self: RideFlow,
+        kind: str,
+        station_id: int,
+        body: dict[str, Any],
+        priority: Priority = Priority.STATE,
+    ) -> None:
+        at = self.clock()
+        self.outbox.append(
+            kind,
+            {"station_id": station_id, **body, "at": at},
+            idempotency_key=f"{kind}:{station_id}:{body}:{at}",
+            priority=priority,
+        )
+
+    def _docked(self: RideFlow, sid: int, number: int, serial: str) -> None:
+        vehicle = self._vehicle(serial)
+        spot_id = self._spot_id(sid, number)
+        if vehicle is None or spot_id is None:
+            self.ignored["unknown-vehicle-or-spot"] += 1
+            return
+        if vehicle["trip_id"] is not None:
+            trip = self.store.trip(vehicle["trip_id"])
+            if trip["status"] != "ended":
+                self.end_trip(trip, station_id=sid, spot_id=spot_id, reason="docked", serial=serial)
+                return
+        self.store.dock_vehicle(vehicle["id"], spot_id)
+
+    def _reconcile(self: RideFlow, sid: int, status: StationStatus) -> None:
+        """Settle rentals from the station's status: a missed undock, an unknown unlock."""
+        for s in status.spots:
+            rental = self.rentals.get((sid, s.spot))
+            if rental is None or rental.state == "unlocking":
+                continue
+            if s.vehicle_id != rental.serial:
+                self.start_trip(rental)  # the spot opened and the vehicle left
+            elif rental.state == "unknown":
+                if s.locked:
+                    self._cancel_rental(rental, "unlock_not_done", relock=False)
+                else:
+                    self._set_state(rental, "open")  # open, vehicle still there: timer relocks
+
+    # --- vehicles --------------------------------------------------------------------------
+    def _on_vehicle(self: RideFlow, msg: DeviceMessage) -> None:
+        vehicle = self._vehicle(msg.device.device_id)
+        if vehicle is None:
+            self.ignored["unknown-vehicle"] += 1
+            return
+        p = msg.payload
+        if isinstance(p, Telemetry):
+            self._telemetry(vehicle, p)
+        elif isinstance(p, VehicleEvent):
+            alert = ALERT_OF_EVENT.get(p.type.value)
+            if alert is not None:
+                self._alert(
+                    alert.value,
+                    vehicle_id=vehicle["id"],
+                    details={"lat": p.lat, "lng": p.lng, "battery": p.battery},
+                    dedup=f"vehicle:{vehicle['id']}:{alert.value}",
+                )
+            else:
+                self.outbox.append(
+                    "vehicle.event",
+                    {
+                        "vehicle_id": vehicle["id"],
+                        "type": p.type.value,
+                        "battery": p.battery,
+                        "at": self.clock(),
+                    },
+                    idempotency_key=f"vehicle:{vehicle['id']}:{p.type.value}:{p.ts}",
+                    priority=Priority.STATE,
+                )
+
+    def _trip_state(self: RideFlow, vehicle: Row, serial: str, moving: bool) -> Trip | None:
+        now = self.clock()
+        if moving or serial not in self._moved:
+            self._moved[serial] = now
+        if vehicle["trip_id"] is None:
+            return None
+        trip = self.store.trip(vehicle["trip_id"])
+        if trip["status"] == "ended":
+            return None
+        credit = self.store.rider(trip["rider_id"])["credit"] / 100.0
+        held = trip["status"] != "started"
+        return Trip(
+            str(trip["id"]),
+            trip["started_at"],
+            credit,
+            held,
+            trip["paused_at"] if held else None,
+            0.0,
+            self._moved[serial],
+        )
+
+    def _telemetry(self: RideFlow, vehicle: Row, t: Telemetry) -> None:
+        serial = t.device_id
+        b = self.rules.bundle
+        moving = t.speed > b.safety.walking_speed_kph
+        state = VehicleState(
+            serial,
+            t.lat,
+            t.lng,
+            t.ts / 1000.0,
+            t.gps_accuracy,
+            t.speed,
+            t.battery,
+            t.lock is not LockState.UNLOCKED,
+            self._trip_state(vehicle, serial, moving),
+        )
+        decisions = self.rules.evaluate(state, self.clock())
+        entries: list[Row] = []
+        with self.store.transaction():
+            self.store.update_vehicle(
+                vehicle["id"],
+                battery=t.battery,
+                lat=t.lat,
+                lon=t.lng,
+                is_locked=t.lock is not LockState.UNLOCKED,
+            )
+            self.outbox.append(
+                "vehicle.state",
+                {
+                    "vehicle_id": vehicle["id"],
+                    "lat": t.lat,
+                    "lon": t.lng,
+                    "battery": t.battery,
+                    "speed": t.speed,
+                    "lock": t.lock.value,
+                    "at": t.ts / 1000.0,
+                },
+                idempotency_key=f"vehicle:{vehicle['id']}:state:{t.ts}",
+                priority=Priority.STATE,
+                compact_key=f"vehicle:{vehicle['id']}",
+            )
+            entries = self._apply(vehicle, serial, decisions)
+        if entries:
+            self.spawn(self._dispatch_in_order(entries))
+
+    async def _dispatch_in_order(self: RideFlow, entries: list[Row]) -> None:
+        for entry in entries:
+            await self.runner.dispatch(entry)
+
+    def _apply(self: RideFlow, vehicle: Row, serial: str, d: Decisions) -> list[Row]:
+        """Journal the engine's commands, open or clear its alerts, queue its notifications."""
+        device = DeviceRef.vehicle(self.network_id, serial)
+        vid = vehicle["id"]
+        trip_id = vehicle["trip_id"]
+        stamp = round(d.at * 1000)
+        entries: list[Row] = []
+        for c in d.commands:
+            key = f"rules:{serial}:{c.kind.value}:{stamp}"
+            fields: dict[str, Any] | None = None
+            if c.kind is CommandKind.SET_MAX_SPEED:
+                fields = {"cmd": "set-max-speed", "max_speed": c.max_speed_kph or NO_LIMIT_KPH}
+            elif c.kind is CommandKind.PLAY_SOUND:
+                fields = {"cmd": "play-sound", "sound": "geofencing"}
+            elif c.kind is CommandKind.LOCK:
+                fields = {"cmd": "lock-vehicle", "trip_on_hold": False}
+            elif c.kind is CommandKind.UNLOCK:
+                if trip_id is not None:
+                    key = f"trip:{trip_id}:unlock-vehicle"  # the trip start sent it already
+                fields = {"cmd": "unlock-vehicle", "light": bool(c.auto_light)}
+            elif c.kind is CommandKind.TRIP_HOLD and trip_id is not None:
+                self.store.set_trip_status(trip_id, "on_hold")
+                self.outbox.append(
+                    "trip.on_hold",
+                    {"trip_id": trip_id, "reason": c.reason, "at": d.at},
+                    idempotency_key=f"trip:{trip_id}:hold:{stamp}",
+                    priority=Priority.OUTCOME,
+                )
+                fields = {"cmd": "lock-vehicle", "trip_on_hold": True}
+            elif c.kind is CommandKind.END_TRIP and trip_id is not None:
+                trip = self.store.trip(trip_id)
+                if trip["status"] != "ended":
+                    self.end_trip(
+                        trip, station_id=None, spot_id=None, reason=c.reason, serial=serial
+                    )
+            if fields is not None:
+                entry = self.runner.journal(
+                    key, device, vid, fields, trip_id=trip_id, ctx={"reason": c.reason}
+                )
+                if entry is not None:
+                    entries.append(entry)
+        for a in d.alerts:
+            if a.action is AlertAction.RAISE:
+                self._alert(
+                    a.alert_type.value,
+                    vehicle_id=vid,
+                    severity=a.severity.value,
+                    details={"reason": a.reason},
+                    dedup=f"vehicle:{vid}:{a.alert_type}",
+                )
+            elif a.action is AlertAction.CLEAR:
+                self._clear(a.alert_type.value, vehicle_id=vid)
+        for n in d.notifications:
+            self.outbox.append(
+                "notification",
+                {
+                    "kind": n.kind.value,
+                    "vehicle_id": vid,
+                    "trip_id": trip_id,
+                    "to_rider": n.to_rider,
+                    "reason": n.reason,
+                    "at": d.at,
+                },
+                idempotency_key=f"note:{serial}:{n.kind.value}:{stamp}",
+                priority=Priority.OUTCOME,
+            )
+        return entries
