@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -267,3 +268,110 @@ def test_property_border_ride_raises_at_most_one_alert(acc: float, noise: list, 
             and a.action is AlertAction.RAISE
         )
     assert raises <= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-6000, 6000), st.floats(-6000, 6000))
+def test_property_grid_lookup_matches_exact_geometry(x: float, y: float) -> None:
+    """The engine's cached grid answers as the exact geometry does: the same zones, in the
+    same order, and the border distance clamped to the hysteresis margin."""
+    hits, d = BUNDLE.plan.grid.lookup(x, y)
+    assert list(hits) == BUNDLE.zones.at(x, y)
+    m = BUNDLE.border.margin_m
+    assert d == pytest.approx(max(-m, min(m, BUNDLE.border.exact(x, y))), abs=1e-6)
+
+
+def test_grid_lookup_on_zone_edges_and_corners() -> None:
+    # Points exactly on a zone's edge count as in it (as STRtree "intersects" does).
+    zone = BUNDLE.zones.geoms[0]
+    for px, py in list(zone.exterior.coords)[:4]:
+        for dx, dy in ((0, 0), (0.01, 0.01), (-0.01, -0.01)):
+            hits, _ = BUNDLE.plan.grid.lookup(px + dx, py + dy)
+            assert list(hits) == BUNDLE.zones.at(px + dx, py + dy)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.floats(0.5, 20),
+    st.floats(0, 3000),
+    st.floats(0, 1200),
+    st.booleans(),
+)
+def test_property_credit_lock_matches_the_trip_cost(credit, age, hold, on_hold) -> None:
+    """The credit rule locks exactly when the running cost reaches the rider's credit."""
+    from gateway.rules.pricing import pricing_at, trip_cost
+
+    trip = Trip(
+        "t",
+        NOW - age,
+        credit=credit,
+        on_hold=on_hold,
+        hold_started_at=NOW - min(hold, age) / 2 if on_hold else None,
+        hold_seconds=min(hold, age) / 2,
+    )
+    d = engine().evaluate(state(speed_kph=0, trip=trip))
+    price = pricing_at(BUNDLE.config.pricing, trip.started_at, BUNDLE.timezone)
+    held = trip.hold_seconds + (NOW - trip.hold_started_at if on_hold else 0.0)
+    due = trip_cost(price, age - held, held) >= credit
+    locks = [c for c in d.commands if c.kind is CommandKind.LOCK]
+    fired = (
+        bool(locks)
+        and "rent_settings.credit_depletion_auto_lock" in locks[0].inputs["lock_reasons"]
+    )
+    assert fired == due
+
+
+def test_evaluate_many_pauses_and_restores_the_collector() -> None:
+    import gc
+
+    e = engine()
+    assert gc.isenabled()
+    e.evaluate_many([state(vehicle_id=f"v{i}") for i in range(5)])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        e.evaluate_many([state()])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def at_xy(x: float, y: float, **kw) -> VehicleState:
+    """A state at (x, y) metres in the bundle's own frame."""
+    pr = BUNDLE.projection
+    return state(lat=float(pr.lat0 + y / pr.ky), lon=float(pr.lon0 + x / pr.kx), **kw)
+
+
+def test_speed_zone_hysteresis_enter_at_once_leave_beyond_the_buffer() -> None:
+    # Zone 1 (6 km/h) lies inside zone 2 (15 km/h). Walk east across zone 1's east edge,
+    # with a 10 m accuracy.
+    _, ymin, east, ymax = BUNDLE.zones.geoms[0].bounds
+    y = (ymin + ymax) / 2
+    e = engine()
+    assert e.evaluate(at_xy(east - 30, y, accuracy_m=10)).max_speed_kph == 6  # inside
+    # Just outside, within the fix's accuracy: the zone still holds.
+    d = e.evaluate(at_xy(east + 8, y, accuracy_m=10), NOW + 1)
+    assert d.max_speed_kph == 6 and "speed_zone:1" in d.limits
+    # Beyond the accuracy: released.
+    d = e.evaluate(at_xy(east + 15, y, accuracy_m=10), NOW + 2)
+    assert d.max_speed_kph == 15 and "speed_zone:1" not in d.limits
+    # Entering again applies at once, even by a metre.
+    assert e.evaluate(at_xy(east - 1, y, accuracy_m=10), NOW + 3).max_speed_kph == 6
+    # A fresh vehicle just outside was never in: no hold.
+    assert engine().evaluate(at_xy(east + 8, y, accuracy_m=10)).max_speed_kph == 15
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(3, 30), st.lists(st.floats(-1, 1), min_size=60, max_size=60))
+def test_property_ride_along_a_speed_zone_edge_does_not_flap(acc: float, noise: list) -> None:
+    """Riding along zone 1's east edge, 1 m outside, with noise within the accuracy: the
+    limit may drop to the zone's on entry, but never flips back and forth."""
+    _, ymin, east, _ = BUNDLE.zones.geoms[0].bounds
+    e = engine()
+    changes = []
+    for i, n in enumerate(noise):
+        # 1 m outside plus noise: never farther out than the buffer (the fix's accuracy).
+        x = east + 1 + n * (max(acc, BUNDLE.safety.min_buffer_m) - 1.5)
+        d = e.evaluate(at_xy(x, ymin + 50 + i * 3, accuracy_m=acc), NOW + i)
+        changes += [c.max_speed_kph for c in d.commands if c.kind is CommandKind.SET_MAX_SPEED]
+    assert len(changes) <= 2  # the first command, then at most one drop to 6

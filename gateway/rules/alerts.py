@@ -5,11 +5,16 @@ new occurrence only counts (an UPDATE at most every ``update_interval_s``, or at
 severity changes); a clear waits until the condition has been absent for ``clear_after_s``,
 and a return within that time keeps the same alert open; and each vehicle may raise at most
 ``max_raises_per_hour`` alerts of a type per rolling hour.
+
+Open alerts are kept per vehicle, so a caller can see in one lookup (``open_for``) that a
+vehicle has none and skip the book entirely: only vehicles with open alerts cost anything.
+``inputs`` may be a dict or a function returning one, called only when a decision is made.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +39,22 @@ class AlertBook:
     clear_after_s: float = 120.0
     update_interval_s: float = 60.0
     max_raises_per_hour: int = 6
-    _open: dict[tuple[str, AlertType], _Open] = field(default_factory=dict)
+    _open: dict[str, dict[AlertType, _Open]] = field(default_factory=dict)
     _raises: dict[tuple[str, AlertType], deque[float]] = field(default_factory=dict)
 
     def is_open(self, vehicle_id: str, alert_type: AlertType) -> bool:
-        return (vehicle_id, alert_type) in self._open
+        return alert_type in self._open.get(vehicle_id, ())
+
+    def open_for(self, vehicle_id: str) -> dict[AlertType, Any] | None:
+        """The open alerts of a vehicle by type (None: none). Read-only for callers."""
+        return self._open.get(vehicle_id)
+
+    def steady(self, vehicle_id: str, alert_type: AlertType, severity: AlertSeverity) -> bool:
+        """Would ``present`` be a no-op? (open, not absent, no escalation)."""
+        cur = self._open.get(vehicle_id, {}).get(alert_type)
+        return (
+            cur is not None and cur.absent_since is None and _RANK[severity] <= _RANK[cur.severity]
+        )
 
     def present(
         self,
@@ -47,11 +63,12 @@ class AlertBook:
         severity: AlertSeverity,
         now: float,
         reason: str,
-        inputs: dict[str, Any],
+        inputs: dict[str, Any] | Callable[[], dict[str, Any]],
     ) -> AlertDecision | None:
         """The condition holds now: raise, update, or nothing."""
         key = (vehicle_id, alert_type)
-        cur = self._open.get(key)
+        per = self._open.get(vehicle_id)
+        cur = per.get(alert_type) if per is not None else None
         if cur is not None:
             was_absent = cur.absent_since is not None
             cur.absent_since = None
@@ -67,7 +84,7 @@ class AlertBook:
                     cur.severity,
                     vehicle_id,
                     reason,
-                    inputs,
+                    inputs() if callable(inputs) else inputs,
                     cur.occurrences,
                 )
             return None
@@ -77,7 +94,11 @@ class AlertBook:
         if len(recent) >= self.max_raises_per_hour:
             return None
         recent.append(now)
-        self._open[key] = _Open(severity, now, now)
+        if per is None:
+            per = self._open[vehicle_id] = {}
+        per[alert_type] = _Open(severity, now, now)
+        if callable(inputs):
+            inputs = inputs()
         return AlertDecision(AlertAction.RAISE, alert_type, severity, vehicle_id, reason, inputs)
 
     def absent(
@@ -86,24 +107,26 @@ class AlertBook:
         alert_type: AlertType,
         now: float,
         reason: str,
-        inputs: dict[str, Any],
+        inputs: dict[str, Any] | Callable[[], dict[str, Any]],
     ) -> AlertDecision | None:
         """The condition does not hold now: clear once it has stayed away long enough."""
-        key = (vehicle_id, alert_type)
-        cur = self._open.get(key)
+        per = self._open.get(vehicle_id)
+        cur = per.get(alert_type) if per is not None else None
         if cur is None:
             return None
         if cur.absent_since is None:
             cur.absent_since = now
         if now - cur.absent_since < self.clear_after_s:
             return None
-        del self._open[key]
+        del per[alert_type]  # type: ignore[union-attr]
+        if not per:
+            del self._open[vehicle_id]
         return AlertDecision(
             AlertAction.CLEAR,
             alert_type,
             cur.severity,
             vehicle_id,
             reason,
-            inputs,
+            inputs() if callable(inputs) else inputs,
             cur.occurrences,
         )

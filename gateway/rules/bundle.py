@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 import shapely
 from pydantic import ValidationError
 from shapely.geometry.base import BaseGeometry
@@ -17,18 +18,17 @@ from shapely.geometry.base import BaseGeometry
 from gateway.rules import gbfs as gbfs_mod
 from gateway.rules.config import DashboardBundle, Safety
 from gateway.rules.errors import BundleError, Problem, pydantic_problems
-from gateway.rules.geometry import BorderIndex, LocalProjection, ZoneIndex, polygon_from_shape
+from gateway.rules.geometry import (
+    BorderIndex,
+    LocalProjection,
+    ZoneIndex,
+    closed_rings,
+    polygon_from_shape,
+    polygons_from_coords,
+)
+from gateway.rules.plan import GBFS, PARKING, SPEED, IndexedZone, Plan
 
-SPEED, PARKING, GBFS = 0, 1, 2
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedZone:
-    """One entry of the combined zone index: its kind, its position within that kind, a label."""
-
-    kind: int
-    pos: int
-    label: str
+__all__ = ["GBFS", "PARKING", "SPEED", "BundleHolder", "IndexedZone", "RuleBundle", "load_bundle"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class RuleBundle:
     entries: tuple[IndexedZone, ...]
     timezone: ZoneInfo
     vehicle_settings: dict[int, Any] = field(default_factory=dict)
+    plan: Plan | None = field(default=None, compare=False, repr=False)
 
     @property
     def safety(self) -> Safety:
@@ -174,35 +175,47 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
     _unique(config.speed_zones, "speed_zones", problems)
     _unique(config.virtual_parkings, "virtual_parkings", problems)
     _unique(config.vehicle_settings, "vehicle_settings", problems, key="model_id")
-    border = None
-    if config.border is not None:
-        border = _polygon(config.border.shape, "border.shape", problems)
-    geoms: list[BaseGeometry | None] = []
+    shapes: list[list] = []
+    locs: list[str] = []
     entries: list[IndexedZone] = []
     for i, z in enumerate(config.speed_zones):
-        geoms.append(_polygon(z.shape, f"speed_zones.{i}.shape", problems))
+        shapes.append(z.shape)
+        locs.append(f"speed_zones.{i}.shape")
         entries.append(IndexedZone(SPEED, i, z.name or f"speed-zone-{z.id}"))
     for i, p in enumerate(config.virtual_parkings):
-        geoms.append(_polygon(p.shape, f"virtual_parkings.{i}.shape", problems))
+        shapes.append(p.shape)
+        locs.append(f"virtual_parkings.{i}.shape")
         entries.append(IndexedZone(PARKING, i, p.name or f"virtual-parking-{p.id}"))
+    gbfs_geoms: list[BaseGeometry | None] = []
     if gb is not None:
         pre = "gbfs." if source == "dashboard" else ""
         for i, z in enumerate(gb.zones):
             loc = f"{pre}data.geofencing_zones.features.{i}.geometry"
-            geoms.append(_multipolygon(z.coordinates, loc, problems))
+            gbfs_geoms.append(_multipolygon(z.coordinates, loc, problems))
             entries.append(IndexedZone(GBFS, i, z.name))
-    if problems:
-        raise BundleError(problems)
-    real = [g for g in geoms if g is not None]
-    anchor = border if border is not None else (shapely.GeometryCollection(real) if real else None)
-    if anchor is not None and not anchor.is_empty:
-        c = anchor.envelope.centroid
-        proj = LocalProjection(c.y, c.x)
+    # The frame is centred on the border (or on every zone): the middle of their bounds.
+    if config.border is not None:
+        anchor, _ = closed_rings([config.border.shape])
+    else:
+        parts = [closed_rings(shapes)[0]] if shapes else []
+        parts += [shapely.get_coordinates(g) for g in gbfs_geoms if g is not None]
+        anchor = np.concatenate(parts) if parts else np.zeros((0, 2))
+    if len(anchor):
+        lo, hi = anchor.min(axis=0), anchor.max(axis=0)
+        proj = LocalProjection((lo[1] + hi[1]) / 2, (lo[0] + hi[0]) / 2)
     else:
         proj = LocalProjection(0.0, 0.0)
+    border = None
+    if config.border is not None:
+        border = _projected_polygons([config.border.shape], ["border.shape"], proj, problems)[0]
+    geoms = _projected_polygons(shapes, locs, proj, problems)
+    geoms += [proj.geometry(g) if g is not None else None for g in gbfs_geoms]
+    if problems:
+        raise BundleError(problems)
     margin = max(config.safety.max_accuracy_m, config.safety.min_buffer_m) + 1.0
-    border_idx = BorderIndex(proj.geometry(border), margin) if border is not None else None
-    zone_idx = ZoneIndex([proj.geometry(g) for g in geoms])  # type: ignore[arg-type]
+    border_idx = BorderIndex(border, margin) if border is not None else None
+    zone_idx = ZoneIndex(geoms)  # type: ignore[arg-type]
+    entries_t = tuple(entries)
     return RuleBundle(
         version=config.version,
         source=source,
@@ -211,10 +224,45 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
         projection=proj,
         border=border_idx,
         zones=zone_idx,
-        entries=tuple(entries),
+        entries=entries_t,
         timezone=tz,
         vehicle_settings={v.model_id: v for v in config.vehicle_settings},
+        plan=Plan(config, entries_t, zone_idx, border_idx, proj, gb, tz),
     )
+
+
+def _projected_polygons(
+    shapes: list[list], locs: list[str], proj: LocalProjection, problems: list[Problem]
+) -> list[BaseGeometry | None]:
+    """Dashboard shapes as polygons in the bundle's metric frame, built and checked in bulk.
+
+    An affine projection keeps validity and turns zero area into zero area, so the checks run
+    on the projected polygons; a problem is reported in lon/lat, as the operator wrote it.
+    """
+    out: list[BaseGeometry | None] = [None] * len(shapes)
+    if not shapes:
+        return out
+    coords, ring = closed_rings(shapes)
+    counts = np.bincount(ring, minlength=len(shapes))
+    for i in np.flatnonzero(counts < 4).tolist():
+        problems.append(Problem(locs[i], "not a polygon: a ring needs at least 3 distinct points"))
+    ok = counts >= 4
+    if not ok.any():
+        return out
+    keep = ok[ring]
+    sel, ring_ok = np.unique(ring[keep], return_inverse=True)
+    polys = polygons_from_coords(proj.coords(coords[keep]), ring_ok)
+    valid = shapely.is_valid(polys)
+    area = shapely.area(polys)
+    for j, i in enumerate(sel.tolist()):
+        if not valid[j]:
+            reason = shapely.is_valid_reason(polygon_from_shape(shapes[i]))
+            problems.append(Problem(locs[i], f"invalid polygon: {reason}"))
+        elif not area[j] > 0:
+            problems.append(Problem(locs[i], "polygon has no area"))
+        else:
+            out[i] = polys[j]
+    return out
 
 
 def _unique(items: list, where: str, problems: list[Problem], key: str = "id") -> None:

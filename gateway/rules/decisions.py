@@ -96,7 +96,7 @@ class Notification:
     inputs: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Decisions:
     """Everything decided for one vehicle state at one instant.
 
@@ -119,3 +119,43 @@ class Decisions:
 
     def command_kinds(self) -> list[CommandKind]:
         return [c.kind for c in self.commands]
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def make_decisions(
+    vehicle_id: str,
+    at: float,
+    commands: tuple[Command, ...],
+    alerts: tuple[AlertDecision, ...],
+    notifications: tuple[Notification, ...],
+    max_speed_kph: int | None,
+    limits: dict[str, int],
+    inside_network: bool | None,
+    zones: tuple[str, ...],
+    position_used: bool,
+    ride_end_allowed: bool | None,
+) -> Decisions:
+    """``Decisions(...)`` for the engine's hot path: the same frozen object, built in one
+    step (a frozen dataclass's ``__init__`` pays a guarded ``setattr`` per field)."""
+    d = _new(Decisions)
+    _set(
+        d,
+        "__dict__",
+        {
+            "vehicle_id": vehicle_id,
+            "at": at,
+            "commands": commands,
+            "alerts": alerts,
+            "notifications": notifications,
+            "max_speed_kph": max_speed_kph,
+            "limits": limits,
+            "inside_network": inside_network,
+            "zones": zones,
+            "position_used": position_used,
+            "ride_end_allowed": ride_end_allowed,
+        },
+    )
+    return d

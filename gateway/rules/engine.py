@@ -8,17 +8,18 @@ commanded at walking speed or below, after the speed has been reduced.
 
 from __future__ import annotations
 
-import math
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
+import shapely
 
-from gateway.rules import gbfs as gbfs_mod
 from gateway.rules.alerts import AlertBook
-from gateway.rules.bundle import GBFS, PARKING, SPEED, BundleHolder, RuleBundle
+from gateway.rules.bundle import BundleHolder, RuleBundle
 from gateway.rules.decisions import (
     AlertDecision,
     AlertSeverity,
@@ -28,8 +29,10 @@ from gateway.rules.decisions import (
     Decisions,
     Notification,
     NotificationKind,
+    make_decisions,
 )
-from gateway.rules.pricing import pricing_at, trip_cost
+from gateway.rules.plan import SPEED, Plan
+from gateway.rules.pricing import trip_cost
 
 LOCK_RESEND_S = 30.0
 
@@ -78,13 +81,30 @@ class _Track:
     done: set[str] = field(default_factory=set)
     too_long_at: float | None = None
     trip_id: str | None = None
+    zone_hits: tuple[int, ...] = ()
+    zone_plan: Any = None
+    price: Any = None
+    price_plan: Any = None
+    credit_key: Trip | None = None
+    credit_from: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Place:
-    usable: bool
-    hits: list[int]
-    border_d: float | None
+_MOVING = AlertType.VEHICLE_ILLEGAL_MOVING
+_UNLOCKED = AlertType.UNEXPECTED_UNLOCK
+_OUT = AlertType.VEHICLE_OUT_OF_NETWORK_AREA
+_HIGH = AlertSeverity.HIGH
+_POSITION = attrgetter("lat", "lon", "fix_time", "accuracy_m")
+
+
+def _usable(p: Plan, st: VehicleState, now: float) -> bool:
+    age = now - st.fix_time
+    lat, lon = st.lat, st.lon
+    return (
+        -5.0 <= age <= p.max_fix_age_s
+        and 0 <= st.accuracy_m <= p.max_accuracy_m
+        and -90 <= lat <= 90  # NaN fails every comparison
+        and -180 <= lon <= 180
+    )
 
 
 class RulesEngine:
@@ -113,68 +133,88 @@ class RulesEngine:
 
     # -- spatial step -------------------------------------------------------------------
     @staticmethod
-    def _usable(b: RuleBundle, st: VehicleState, now: float) -> bool:
-        s = b.safety
-        age = now - st.fix_time
-        return (
-            -5.0 <= age <= s.max_fix_age_s
-            and 0 <= st.accuracy_m <= s.max_accuracy_m
-            and math.isfinite(st.lat)
-            and math.isfinite(st.lon)
-            and -90 <= st.lat <= 90
-            and -180 <= st.lon <= 180
-        )
+    def _plan(b: RuleBundle) -> Plan:
+        p = b.plan
+        if p is None:  # a RuleBundle built by hand; compile its constants once
+            p = Plan(b.config, b.entries, b.zones, b.border, b.projection, b.gbfs, b.timezone)
+            object.__setattr__(b, "plan", p)
+        return p
 
-    def _place(self, b: RuleBundle, st: VehicleState, now: float) -> _Place:
-        if not self._usable(b, st, now):
-            return _Place(False, [], None)
-        x, y = b.projection.xy(st.lat, st.lon)
-        d = b.border.signed_distance(x, y) if b.border is not None else None
-        return _Place(True, b.zones.at(x, y), d)
+    def _place(self, p: Plan, st: VehicleState, now: float) -> tuple | None:
+        """(zone positions hit, border distance) from a usable fix; None if not usable."""
+        if not _usable(p, st, now):
+            return None
+        return p.grid.lookup((st.lon - p.lon0) * p.kx, (st.lat - p.lat0) * p.ky)
 
     def evaluate(self, state: VehicleState, now: float | None = None) -> Decisions:
         """Decide for one vehicle state at ``now`` (default: the injected clock)."""
-        b = self._holder.current
+        b = self._holder._bundle
         t = self._clock() if now is None else now
-        return self._decide(b, state, t, self._place(b, state, t))
+        p = b.plan or self._plan(b)
+        age = t - state.fix_time
+        lat, lon = state.lat, state.lon
+        if (
+            -5.0 <= age <= p.max_fix_age_s
+            and 0 <= state.accuracy_m <= p.max_accuracy_m
+            and -90 <= lat <= 90  # NaN fails every comparison
+            and -180 <= lon <= 180
+        ):
+            place = p.grid.lookup((lon - p.lon0) * p.kx, (lat - p.lat0) * p.ky)
+        else:
+            place = None
+        return self._decide(b, p, state, t, place)
 
     def evaluate_many(
         self, states: Sequence[VehicleState], now: float | None = None
     ) -> list[Decisions]:
-        """Decide for many vehicles at one instant; the spatial lookups run in bulk."""
+        """Decide for many vehicles at one instant; fix checks and projection run in bulk."""
         b = self._holder.current
         t = self._clock() if now is None else now
-        ok = np.fromiter((self._usable(b, s, t) for s in states), bool, len(states))
-        lats = np.fromiter((s.lat for s in states), float, len(states))[ok]
-        lons = np.fromiter((s.lon for s in states), float, len(states))[ok]
-        xs, ys = b.projection.xy_many(lats, lons)
-        hits = b.zones.at_many(xs, ys)
-        ds = b.border.signed_distance_many(xs, ys).tolist() if b.border is not None else None
-        out = []
-        j = 0
-        for i, st in enumerate(states):
-            if ok[i]:
-                place = _Place(True, hits[j], ds[j] if ds is not None else None)
-                j += 1
-            else:
-                place = _Place(False, [], None)
-            out.append(self._decide(b, st, t, place))
-        return out
+        p = b.plan or self._plan(b)
+        if not states:
+            return []
+        a = np.array(list(map(_POSITION, states)), dtype=float)
+        lat, lon, age, acc = a[:, 0], a[:, 1], t - a[:, 2], a[:, 3]
+        ok = (
+            (age >= -5.0)
+            & (age <= p.max_fix_age_s)
+            & (acc >= 0)
+            & (acc <= p.max_accuracy_m)
+            & (lat >= -90)
+            & (lat <= 90)
+            & (lon >= -180)
+            & (lon <= 180)
+        )
+        xs = ((lon - p.lon0) * p.kx).tolist()
+        ys = ((lat - p.lat0) * p.ky).tolist()
+        lookup = p.grid.lookup
+        decide = self._decide
+        # A batch makes thousands of small acyclic objects that all live until it returns;
+        # the cyclic collector would scan them (and the whole heap) several times over.
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            return [
+                decide(b, p, st, t, lookup(x, y) if u else None)
+                for st, u, x, y in zip(states, ok.tolist(), xs, ys, strict=True)
+            ]
+        finally:
+            if paused:
+                gc.enable()
 
     # -- decisions ----------------------------------------------------------------------
-    def _decide(self, b: RuleBundle, st: VehicleState, now: float, place: _Place) -> Decisions:
-        cfg = b.config
-        s = cfg.safety
-        vid = st.vehicle_id
-        tr = self._tracks.get(vid)
-        if tr is None:
-            tr = self._tracks[vid] = _Track()
-        trip = st.trip
-        if (trip.trip_id if trip else None) != tr.trip_id:
-            tr.trip_id = trip.trip_id if trip else None
-            tr.done = {k for k in tr.done if not k.startswith("trip:")}
-            tr.too_long_at = None
-        inputs: dict[str, Any] = {
+    def _inputs(
+        self,
+        b: RuleBundle,
+        st: VehicleState,
+        now: float,
+        tr: _Track,
+        duration: float | None,
+        cost: float | None,
+    ) -> dict[str, Any]:
+        """The values behind a decision; built only when a decision is made."""
+        d: dict[str, Any] = {
             "at": now,
             "lat": st.lat,
             "lon": st.lon,
@@ -186,344 +226,359 @@ class RulesEngine:
             "trip_id": tr.trip_id,
             "bundle": b.version,
         }
-        commands: list[Command] = []
-        alerts: list[AlertDecision] = []
-        notes: list[Notification] = []
-        moving = st.speed_kph > s.walking_speed_kph
-        slow = s.slow_speed_kph
-        sp = cfg.vehicle_speed_settings
-        if sp is not None:
-            slow = min(slow, sp.default_low_speed)
+        if duration is not None:
+            d["trip_duration_s"] = round(duration, 3)
+        if cost is not None:
+            d["trip_cost"] = round(cost, 4)
+            d["credit"] = st.trip.credit  # type: ignore[union-attr]
+        return d
 
-        left_now = False
-        if place.usable:
-            left_now = self._place_rules(b, st, now, place, tr, notes, inputs, slow)
-        border = cfg.border
-        if border is not None and border.settings.trigger_alert and place.usable:
-            if tr.outside:
-                a = self.alerts.present(
-                    vid,
-                    AlertType.VEHICLE_OUT_OF_NETWORK_AREA,
-                    AlertSeverity.HIGH,
-                    now,
-                    "border.trigger_alert",
-                    {**inputs, "border_distance_m": place.border_d},
-                )
+    def _decide(
+        self, b: RuleBundle, p: Plan, st: VehicleState, now: float, place: tuple | None
+    ) -> Decisions:
+        vid = st.vehicle_id
+        tr = self._tracks.get(vid)
+        if tr is None:
+            tr = self._tracks[vid] = _Track()
+        trip = st.trip
+        tid = trip.trip_id if trip is not None else None
+        if tid != tr.trip_id:
+            tr.trip_id = tid
+            tr.done = {k for k in tr.done if not k.startswith("trip:")}
+            tr.too_long_at = None
+            tr.price_plan = None
+        done = tr.done
+        locked = st.locked
+        battery = st.battery
+        moving = st.speed_kph > p.walking
+        slow = p.slow
+        commands: list[Command] = []
+        notes: list[Notification] = []
+        alerts: list[AlertDecision] = []
+        inp: dict[str, Any] | None = None
+        duration = cost = None
+        border_d = None
+
+        # Place: border hysteresis, zones, GBFS rules (only from a usable fix).
+        left_now = no_through_note = False
+        if place is not None:
+            hits, border_d = place
+            buffer = st.accuracy_m if st.accuracy_m > p.min_buffer_m else p.min_buffer_m
+            held = tr.zone_hits
+            if held is not hits and held and held != hits and tr.zone_plan is p:
+                hits = self._hold_speed_zones(p, st, held, hits, buffer)
+            tr.zone_hits, tr.zone_plan = hits, p
+            if border_d is not None:
+                outside = tr.outside
+                if (border_d > buffer) if outside else (border_d < -buffer):
+                    since = tr.candidate_since
+                    if since is None:
+                        since = tr.candidate_since = now
+                    if now - since >= p.dwell_s:
+                        tr.outside = outside = not outside
+                        tr.candidate_since = None
+                        left_now = outside
+                else:
+                    tr.candidate_since = None
+                inside: bool | None = not outside
             else:
-                a = self.alerts.absent(
-                    vid,
-                    AlertType.VEHICLE_OUT_OF_NETWORK_AREA,
-                    now,
-                    "border.back_inside",
-                    inputs,
+                inside = None
+            info = p._places.get(hits) or p.place(hits)
+            if p.gbfs is not None:
+                r = (
+                    None
+                    if info.timed
+                    else info.gbfs_cache.get((st.vehicle_type_id, tid is not None))
                 )
-            if a is not None:
-                alerts.append(a)
-        if left_now and border is not None and border.settings.play_vehicle_sound:
-            commands.append(
-                Command(CommandKind.PLAY_SOUND, vid, "border.play_vehicle_sound", inputs)
-            )
+                if r is None:
+                    r = p.gbfs_place(info, st.vehicle_type_id, trip is not None, now)
+                place_limits, labels, ride_end, through = r
+                if through is False and trip is not None:
+                    if "trip:no_through" not in done:
+                        done.add("trip:no_through")
+                        no_through_note = True
+                elif through and "trip:no_through" in done:
+                    done.discard("trip:no_through")
+                if inside is None and through is not None:
+                    inside = through
+            else:
+                place_limits, labels, ride_end = info.limits, info.labels, None
+            if tr.outside and p.border_reduce:
+                place_limits = {**place_limits, "border.reduce_vehicle_speed": slow}
+            tr.place_limits = place_limits
+            tr.inside = inside
+            tr.zones = labels
+            tr.ride_end_allowed = ride_end
 
         limits = dict(tr.place_limits)
-        if sp is not None:
-            mode = None
-            vs = b.vehicle_settings.get(st.model_id) if st.model_id is not None else None
-            if vs is not None:
-                mode = vs.speed_mode
-            mode_speed = {
-                1: sp.default_low_speed,
-                2: sp.default_medium_speed,
-                3: sp.default_high_speed,
-            }.get(mode, sp.default_high_speed)
-            limits["speed_mode"] = mode_speed
-            if (
-                sp.min_battery_to_slow_down is not None
-                and st.battery <= sp.min_battery_to_slow_down
-            ):
-                limits["battery_slow_down"] = sp.battery_slow_down_speed  # type: ignore[assignment]
+        if p.has_speed_settings:
+            limits["speed_mode"] = p.mode_speed.get(st.model_id, p.default_mode_speed)  # type: ignore[arg-type]
+            if p.battery_slow_at is not None and battery <= p.battery_slow_at:
+                limits["battery_slow_down"] = p.battery_slow_speed  # type: ignore[assignment]
 
         # Reasons to lock, and whether the trip ends with the lock.
-        lock_reasons: list[str] = []
-        end_trip_reasons: list[str] = []
-        if border is not None and border.settings.lock_vehicle and tr.outside:
-            lock_reasons.append("border.lock_vehicle")
-        rs = cfg.rent_settings
-        low = rs.min_battery_to_auto_lock if rs is not None else None
-        if low is not None and st.battery < low:
+        lock_reasons: list[str] = ["border.lock_vehicle"] if p.border_lock and tr.outside else []
+        end_reasons: list[str] = []
+        if p.lock_battery is not None and battery < p.lock_battery:
             lock_reasons.append("rent_settings.min_battery_to_auto_lock")
-            end_trip_reasons.append("rent_settings.min_battery_to_auto_lock")
-        rt = cfg.rent_timings
+            end_reasons.append("rent_settings.min_battery_to_auto_lock")
+        rt = p.timings
+        timer_events: list[tuple[str, Any]] | tuple = ()
         if trip is not None:
             duration = now - trip.started_at
-            hold_s = trip.hold_seconds + (
-                now - trip.hold_started_at if trip.on_hold and trip.hold_started_at else 0.0
-            )
-            inputs["trip_duration_s"] = round(duration, 3)
             if rt is not None and rt.trip_auto_lock > 0 and duration >= rt.trip_auto_lock:
                 lock_reasons.append("rent_timings.trip_auto_lock")
-                end_trip_reasons.append("rent_timings.trip_auto_lock")
-            if rs is not None and rs.credit_depletion_auto_lock and trip.credit is not None:
-                price = pricing_at(cfg.pricing, trip.started_at, b.timezone)
-                if price is not None:
-                    cost = trip_cost(price, duration - hold_s, hold_s)
-                    if cost >= trip.credit:
-                        inputs["trip_cost"] = round(cost, 4)
-                        inputs["credit"] = trip.credit
+                end_reasons.append("rent_timings.trip_auto_lock")
+            if p.credit_lock and trip.credit is not None:
+                if tr.price_plan is not p:  # the trip's pricing window, once per trip and bundle
+                    tr.price, tr.price_plan = p.price(trip.started_at), p
+                    tr.credit_key = None
+                price = tr.price
+                # Off hold, the cost only grows with the trip's duration: the duration at
+                # which it reaches the credit is worked out once, and the exact cost is
+                # computed only from there on.
+                if tr.credit_key is not trip:  # cached per Trip object
+                    self._credit_from(tr, trip, price)
+                if price is not None and (trip.on_hold or duration >= tr.credit_from):
+                    hold_s = trip.hold_seconds
+                    if trip.on_hold and trip.hold_started_at:
+                        hold_s += now - trip.hold_started_at
+                    c = trip_cost(price, duration - hold_s, hold_s)
+                    if c >= trip.credit:
+                        cost = c
                         lock_reasons.append("rent_settings.credit_depletion_auto_lock")
-                        end_trip_reasons.append("rent_settings.credit_depletion_auto_lock")
-            if rt is not None:
-                self._trip_timers(st, trip, now, duration, rt, tr, commands, notes, inputs, moving)
+                        end_reasons.append("rent_settings.credit_depletion_auto_lock")
+            if rt is not None and (
+                duration >= p.timers_from_s
+                or trip.on_hold
+                or (not moving and trip.last_moved_at is not None and rt.trip_auto_pause > 0)
+            ):
+                timer_events = self._trip_timers(trip, now, duration, rt, tr, moving)
 
-        if lock_reasons and not st.locked:
+        # Emit, in a fixed order; ``inputs`` is built once, at the first decision.
+        vopen = self.alerts._open.get(vid)
+        if p.border_alert and place is not None:
+            if tr.outside:
+                if vopen is None or not self.alerts.steady(vid, _OUT, _HIGH):
+                    inp = self._inputs(b, st, now, tr, duration, cost)
+                    a = self.alerts.present(
+                        vid,
+                        _OUT,
+                        _HIGH,
+                        now,
+                        "border.trigger_alert",
+                        {**inp, "border_distance_m": border_d},
+                    )
+                    if a is not None:
+                        alerts.append(a)
+                    vopen = self.alerts._open.get(vid)
+            elif vopen is not None and _OUT in vopen:
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                a = self.alerts.absent(vid, _OUT, now, "border.back_inside", inp)
+                if a is not None:
+                    alerts.append(a)
+                vopen = self.alerts._open.get(vid)
+        if left_now and p.border_sound:
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
+            commands.append(Command(CommandKind.PLAY_SOUND, vid, "border.play_vehicle_sound", inp))
+        if no_through_note:
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
+            notes.append(
+                Notification(
+                    NotificationKind.NO_RIDE_THROUGH_ZONE,
+                    vid,
+                    "gbfs.ride_through_allowed",
+                    True,
+                    inp,
+                )
+            )
+        if left_now and p.border_notify and trip is not None:
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
+            notes.append(
+                Notification(
+                    NotificationKind.OUT_OF_NETWORK_AREA,
+                    vid,
+                    "border.notify_user",
+                    True,
+                    {**inp, "border_distance_m": border_d},
+                )
+            )
+        for kind, extra_inputs in timer_events:
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
+            if isinstance(kind, CommandKind):
+                commands.append(Command(kind, vid, extra_inputs[0], {**inp, **extra_inputs[1]}))
+            else:
+                notes.append(Notification(kind, vid, extra_inputs[0], extra_inputs[1], inp))
+
+        if lock_reasons and not locked:
             if moving:
                 limits["pending_lock"] = slow
             elif tr.lock_sent_at is None or now - tr.lock_sent_at >= LOCK_RESEND_S:
                 tr.lock_sent_at = now
-                linputs = {**inputs, "lock_reasons": list(lock_reasons)}
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                linputs = {**inp, "lock_reasons": list(lock_reasons)}
                 commands.append(Command(CommandKind.LOCK, vid, lock_reasons[0], linputs))
-                if trip is not None and end_trip_reasons and "trip:end" not in tr.done:
-                    tr.done.add("trip:end")
-                    commands.append(
-                        Command(CommandKind.END_TRIP, vid, end_trip_reasons[0], linputs)
-                    )
+                if trip is not None and end_reasons and "trip:end" not in done:
+                    done.add("trip:end")
+                    commands.append(Command(CommandKind.END_TRIP, vid, end_reasons[0], linputs))
         if not lock_reasons:
             tr.lock_sent_at = None
-            if trip is not None and not trip.on_hold and st.locked and "trip:unlock" not in tr.done:
-                tr.done.add("trip:unlock")
-                vs = b.vehicle_settings.get(st.model_id) if st.model_id is not None else None
+            if trip is not None and not trip.on_hold and locked and "trip:unlock" not in done:
+                done.add("trip:unlock")
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
                 commands.append(
                     Command(
                         CommandKind.UNLOCK,
                         vid,
                         "trip.active",
-                        inputs,
-                        auto_light=vs.auto_light if vs is not None else None,
+                        inp,
+                        auto_light=p.auto_light.get(st.model_id),  # type: ignore[arg-type]
                     )
                 )
 
-        # Alerts that need no position.
-        moving_alert = moving and (st.locked or trip is None)
-        a = (
-            self.alerts.present(
-                vid,
-                AlertType.VEHICLE_ILLEGAL_MOVING,
-                AlertSeverity.HIGH,
-                now,
-                "vehicle.moving_without_trip",
-                inputs,
-            )
-            if moving_alert
-            else self.alerts.absent(
-                vid, AlertType.VEHICLE_ILLEGAL_MOVING, now, "vehicle.still", inputs
-            )
-        )
-        if a is not None:
-            alerts.append(a)
-        unexpected = not st.locked and trip is None
-        a = (
-            self.alerts.present(
-                vid,
-                AlertType.UNEXPECTED_UNLOCK,
-                AlertSeverity.HIGH,
-                now,
-                "vehicle.unlocked_without_trip",
-                inputs,
-            )
-            if unexpected
-            else self.alerts.absent(vid, AlertType.UNEXPECTED_UNLOCK, now, "vehicle.locked", inputs)
-        )
-        if a is not None:
-            alerts.append(a)
+        # Alerts that need no position; the book is only touched when something may change.
+        if moving and (locked or trip is None):
+            if vopen is None or not self.alerts.steady(vid, _MOVING, _HIGH):
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                a = self.alerts.present(
+                    vid, _MOVING, _HIGH, now, "vehicle.moving_without_trip", inp
+                )
+                if a is not None:
+                    alerts.append(a)
+                vopen = self.alerts._open.get(vid)
+        elif vopen is not None and _MOVING in vopen:
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
+            a = self.alerts.absent(vid, _MOVING, now, "vehicle.still", inp)
+            if a is not None:
+                alerts.append(a)
+            vopen = self.alerts._open.get(vid)
+        if not locked and trip is None:
+            if vopen is None or not self.alerts.steady(vid, _UNLOCKED, _HIGH):
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                a = self.alerts.present(
+                    vid, _UNLOCKED, _HIGH, now, "vehicle.unlocked_without_trip", inp
+                )
+                if a is not None:
+                    alerts.append(a)
+        elif vopen is not None and _UNLOCKED in vopen:
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
+            a = self.alerts.absent(vid, _UNLOCKED, now, "vehicle.locked", inp)
+            if a is not None:
+                alerts.append(a)
 
         effective = min(limits.values()) if limits else None
         if effective != tr.sent_speed or not tr.speed_sent_once:
             tr.sent_speed = effective
             tr.speed_sent_once = True
             reason = min(limits, key=lambda k: (limits[k], k)) if limits else "no_limit"
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
             commands.insert(
                 0,
                 Command(
                     CommandKind.SET_MAX_SPEED,
                     vid,
                     reason,
-                    {**inputs, "limits": dict(limits)},
+                    {**inp, "limits": dict(limits)},
                     max_speed_kph=effective,
                 ),
             )
-        return Decisions(
-            vehicle_id=vid,
-            at=now,
-            commands=tuple(commands),
-            alerts=tuple(alerts),
-            notifications=tuple(notes),
-            max_speed_kph=effective,
-            limits=limits,
-            inside_network=tr.inside,
-            zones=tr.zones,
-            position_used=place.usable,
-            ride_end_allowed=tr.ride_end_allowed,
+        return make_decisions(
+            vid,
+            now,
+            tuple(commands),
+            tuple(alerts),
+            tuple(notes),
+            effective,
+            limits,
+            tr.inside,
+            tr.zones,
+            place is not None,
+            tr.ride_end_allowed,
         )
 
-    def _place_rules(
-        self,
-        b: RuleBundle,
-        st: VehicleState,
-        now: float,
-        place: _Place,
-        tr: _Track,
-        notes: list[Notification],
-        inputs: dict[str, Any],
-        slow: int,
-    ) -> bool:
-        """Border hysteresis and zone limits from a usable fix; True when the vehicle just left."""
-        cfg = b.config
-        s = cfg.safety
-        buffer = max(st.accuracy_m, s.min_buffer_m)
-        left_now = False
-        if place.border_d is not None:
-            d = place.border_d
-            crossing = (d > buffer) if tr.outside else (d < -buffer)
-            if crossing:
-                if tr.candidate_since is None:
-                    tr.candidate_since = now
-                if now - tr.candidate_since >= s.dwell_s:
-                    tr.outside = not tr.outside
-                    tr.candidate_since = None
-                    left_now = tr.outside
-            else:
-                tr.candidate_since = None
-        limits: dict[str, int] = {}
-        labels: list[str] = []
-        gbfs_hits: list[int] = []
-        for i in place.hits:
-            e = b.entries[i]
-            if e.kind == SPEED:
-                z = cfg.speed_zones[e.pos]
-                key = f"speed_zone:{z.id}"
-                limits[key] = z.max_speed
-                labels.append(e.label)
-            elif e.kind == PARKING:
-                labels.append(e.label)
-            elif e.kind == GBFS:
-                gbfs_hits.append(e.pos)
-        ride_end = None
-        inside: bool | None = None if place.border_d is None else not tr.outside
-        if b.gbfs is not None:
-            res, names = gbfs_mod.resolve(
-                b.gbfs.zones, b.gbfs.global_rules, gbfs_hits, st.vehicle_type_id, now
-            )
-            labels.extend(names)
-            if res.maximum_speed_kph is not None:
-                limits["gbfs.maximum_speed_kph"] = res.maximum_speed_kph
-            ride_end = res.ride_end_allowed
-            if res.ride_through_allowed is False and st.trip is not None:
-                limits["gbfs.ride_through_allowed"] = slow
-                if "trip:no_through" not in tr.done:
-                    tr.done.add("trip:no_through")
-                    notes.append(
-                        Notification(
-                            NotificationKind.NO_RIDE_THROUGH_ZONE,
-                            st.vehicle_id,
-                            "gbfs.ride_through_allowed",
-                            True,
-                            inputs,
-                        )
-                    )
-            elif res.ride_through_allowed:
-                tr.done.discard("trip:no_through")
-            if inside is None and res.ride_through_allowed is not None:
-                inside = res.ride_through_allowed
-        border = cfg.border
-        if border is not None and tr.outside and border.settings.reduce_vehicle_speed:
-            limits["border.reduce_vehicle_speed"] = slow
-        if left_now and border is not None and border.settings.notify_user and st.trip is not None:
-            notes.append(
-                Notification(
-                    NotificationKind.OUT_OF_NETWORK_AREA,
-                    st.vehicle_id,
-                    "border.notify_user",
-                    True,
-                    {**inputs, "border_distance_m": place.border_d},
-                )
-            )
-        tr.place_limits = limits
-        tr.inside = inside
-        tr.zones = tuple(labels)
-        tr.ride_end_allowed = ride_end
-        return left_now
+    @staticmethod
+    def _hold_speed_zones(
+        p: Plan, st: VehicleState, held: tuple[int, ...], hits: tuple[int, ...], buffer: float
+    ) -> tuple[int, ...]:
+        """Speed-zone hysteresis: a speed zone the vehicle was in still applies while the fix
+        is within its buffer (accuracy) of the zone, so a ride along the zone's edge does not
+        flap between two limits. Entering is never delayed: the lower limit may come early.
+        """
+        x, y = (st.lon - p.lon0) * p.kx, (st.lat - p.lat0) * p.ky
+        geoms, entries, bounds = p.grid.geoms, p.entries, p.bounds
+        pt = None
+        keep: tuple[int, ...] = ()
+        for i in held:
+            if i in hits or entries[i].kind != SPEED:
+                continue
+            x0, y0, x1, y1 = bounds[i]
+            if x < x0 - buffer or x > x1 + buffer or y < y0 - buffer or y > y1 + buffer:
+                continue  # farther than the buffer from the zone's bounding box
+            if pt is None:
+                pt = shapely.Point(x, y)
+            if shapely.distance(geoms[i], pt) <= buffer:
+                keep += (i,)
+        return tuple(sorted(hits + keep)) if keep else hits
 
+    @staticmethod
+    def _credit_from(tr: _Track, trip: Trip, price: Any) -> float:
+        """The trip duration (off hold) from which the cost may reach the credit; a little
+        early on purpose (the exact cost decides)."""
+        tr.credit_key = trip
+        if price is not None:
+            fixed = price.unlock_price + trip.hold_seconds / 60.0 * price.on_hold_price
+            if fixed >= trip.credit:  # type: ignore[operator]
+                start = float("-inf")
+            elif price.use_per_minute_price <= 0:
+                start = float("inf")
+            else:
+                per_s = price.use_per_minute_price / 60.0
+                ride_s = price.unlock_included_time + (trip.credit - fixed) / per_s  # type: ignore[operator]
+                start = trip.hold_seconds + ride_s - 1e-3
+            tr.credit_from = start
+        return tr.credit_from
+
+    @staticmethod
     def _trip_timers(
-        self,
-        st: VehicleState,
-        trip: Trip,
-        now: float,
-        duration: float,
-        rt: Any,
-        tr: _Track,
-        commands: list[Command],
-        notes: list[Notification],
-        inputs: dict[str, Any],
-        moving: bool,
-    ) -> None:
-        vid = st.vehicle_id
+        trip: Trip, now: float, duration: float, rt: Any, tr: _Track, moving: bool
+    ) -> list[tuple[Any, Any]]:
+        """Rent timings that fire now: (command kind, (reason, extra inputs)) or
+        (notification kind, (reason, to_rider))."""
+        out: list[tuple[Any, Any]] = []
+        done = tr.done
         if duration >= rt.trip_too_long_notifications and (
             tr.too_long_at is None
             or now - tr.too_long_at >= rt.trip_too_long_notifications_frequency
         ):
             tr.too_long_at = now
-            notes.append(
-                Notification(
-                    NotificationKind.TRIP_TOO_LONG,
-                    vid,
-                    "rent_timings.trip_too_long_notifications",
-                    True,
-                    inputs,
-                )
+            out.append(
+                (NotificationKind.TRIP_TOO_LONG, ("rent_timings.trip_too_long_notifications", True))
             )
-        if duration >= rt.vehicle_stolen and "trip:stolen" not in tr.done:
-            tr.done.add("trip:stolen")
-            notes.append(
-                Notification(
-                    NotificationKind.VEHICLE_STOLEN,
-                    vid,
-                    "rent_timings.vehicle_stolen",
-                    False,
-                    inputs,
-                )
-            )
+        if duration >= rt.vehicle_stolen and "trip:stolen" not in done:
+            done.add("trip:stolen")
+            out.append((NotificationKind.VEHICLE_STOLEN, ("rent_timings.vehicle_stolen", False)))
         if (
             not trip.on_hold
             and not moving
             and rt.trip_auto_pause > 0
             and trip.last_moved_at is not None
             and now - trip.last_moved_at >= rt.trip_auto_pause
-            and "trip:hold" not in tr.done
+            and "trip:hold" not in done
         ):
-            tr.done.add("trip:hold")
-            commands.append(
-                Command(
-                    CommandKind.TRIP_HOLD,
-                    vid,
-                    "rent_timings.trip_auto_pause",
-                    {**inputs, "still_for_s": round(now - trip.last_moved_at, 3)},
-                )
-            )
+            done.add("trip:hold")
+            still = {"still_for_s": round(now - trip.last_moved_at, 3)}
+            out.append((CommandKind.TRIP_HOLD, ("rent_timings.trip_auto_pause", still)))
         if (
             trip.on_hold
             and trip.hold_started_at is not None
             and rt.trip_max_pause > 0
             and now - trip.hold_started_at >= rt.trip_max_pause
-            and "trip:end" not in tr.done
+            and "trip:end" not in done
         ):
-            tr.done.add("trip:end")
-            commands.append(
-                Command(
-                    CommandKind.END_TRIP,
-                    vid,
-                    "rent_timings.trip_max_pause",
-                    {**inputs, "paused_for_s": round(now - trip.hold_started_at, 3)},
-                )
-            )
+            done.add("trip:end")
+            paused = {"paused_for_s": round(now - trip.hold_started_at, 3)}
+            out.append((CommandKind.END_TRIP, ("rent_timings.trip_max_pause", paused)))
+        return out
 
     # -- renting ------------------------------------------------------------------------
     def check_rent(
@@ -532,6 +587,7 @@ class RulesEngine:
         """May a rider start a trip on this vehicle? Returns (allowed, reasons refused)."""
         b = self._holder.current
         t = self._clock() if now is None else now
+        p = b.plan or self._plan(b)
         reasons: list[str] = []
         rs = b.config.rent_settings
         if rs is not None:
@@ -539,17 +595,15 @@ class RulesEngine:
                 reasons.append("rent_settings.min_battery_to_rent")
             if rider_active_rentals >= rs.max_simultaneous_rented_vehicle:
                 reasons.append("rent_settings.max_simultaneous_rented_vehicle")
-        place = self._place(b, state, t)
-        if not place.usable:
+        place = self._place(p, state, t)
+        if place is None:
             reasons.append("position.unusable")
         else:
-            if place.border_d is not None and place.border_d < 0:
+            hits, border_d = place
+            if border_d is not None and border_d < 0:
                 reasons.append("border.outside")
             if b.gbfs is not None:
-                hits = [b.entries[i].pos for i in place.hits if b.entries[i].kind == GBFS]
-                res, _ = gbfs_mod.resolve(
-                    b.gbfs.zones, b.gbfs.global_rules, hits, state.vehicle_type_id, t
-                )
+                res, _ = p.resolve(p.place(hits), state.vehicle_type_id, t)
                 if res.ride_start_allowed is False:
                     reasons.append("gbfs.ride_start_allowed")
         return not reasons, reasons

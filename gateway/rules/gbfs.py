@@ -4,17 +4,26 @@ Precedence (GBFS 3.0, "Geofencing Rule Precedence"): within one rules array the 
 that applies to the vehicle type wins; where polygons overlap the earlier polygon wins;
 a polygon's rules beat ``global_rules``; polygons outside their ``start``/``end`` are ignored.
 An optional field a rule leaves unset (``maximum_speed_kph``, ``station_parking``) falls
-through to the next applicable rule. GBFS 2.x has no ``global_rules`` (no restriction by
-default) and a single ``ride_allowed`` for start and end.
+through to the next applicable rule (the specification's first overlap example: B's
+``maximum_speed_kph`` applies where A, earlier, sets none). A zone is active from its
+``start`` until, not including, its ``end``; GBFS 3.0 times must carry an offset. GBFS 2.x
+has no ``global_rules`` (no restriction by default) and a single ``ride_allowed`` for start
+and end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from gateway.rules.errors import Problem, pydantic_problems
 
@@ -65,8 +74,8 @@ class MultiPolygon(_Loose):
 
 class PropsV3(_Loose):
     name: list[LocalizedText] | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
     rules: list[RuleV3] | None = None
 
 
@@ -109,7 +118,7 @@ class DataV2(_Loose):
 
 
 class DocV3(_Loose):
-    last_updated: datetime
+    last_updated: AwareDatetime
     ttl: int = Field(ge=0)
     version: str
     data: DataV3
@@ -150,6 +159,7 @@ class GbfsZone:
     rules: tuple[GbfsRule, ...]
 
     def active(self, at: float) -> bool:
+        """Inside the zone's window [start, end); a missing bound is open."""
         return (self.start is None or at >= self.start) and (self.end is None or at < self.end)
 
 

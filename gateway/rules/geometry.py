@@ -45,6 +45,13 @@ class LocalProjection:
 
         return shapely.transform(geom, f)
 
+    def coords(self, lonlat: np.ndarray) -> np.ndarray:
+        """Project an (n, 2) array of lon/lat pairs."""
+        out = np.empty_like(lonlat, dtype=float)
+        out[:, 0] = (lonlat[:, 0] - self.lon0) * self.kx
+        out[:, 1] = (lonlat[:, 1] - self.lat0) * self.ky
+        return out
+
 
 class ZoneIndex:
     """Point-in-zone lookups: an STRtree over prepared, projected geometries.
@@ -57,8 +64,8 @@ class ZoneIndex:
 
     def __init__(self, geoms: Sequence[BaseGeometry]) -> None:
         self.geoms = list(geoms)
-        for g in self.geoms:
-            shapely.prepare(g)
+        if self.geoms:
+            shapely.prepare(np.asarray(self.geoms, dtype=object))
         self.tree = STRtree(self.geoms)
         self._empty = len(self.geoms) == 0
 
@@ -88,42 +95,80 @@ class ZoneIndex:
 class BorderIndex:
     """The network border with a signed distance in metres (positive inside).
 
-    Exact distances to a border of thousands of vertices are costly, so two prepared
-    polygons, the border shrunk and grown by ``margin_m``, answer the common case: a point
-    in the shrunk one is at least ``margin_m`` inside, a point outside the grown one at
-    least ``margin_m`` outside. Only points in the band between pay for the exact distance.
+    Exact distances to a border of thousands of vertices are costly, so the border is cut
+    into its segments, indexed by an STRtree: a distance looks only at the segments within
+    ``margin_m`` of the point, and a point farther than that is reported at +-``margin_m``.
+    No buffered copies of the border are built, so a bundle loads fast.
     """
 
-    __slots__ = ("boundary", "core", "margin_m", "outer", "polygon")
+    __slots__ = ("boundary", "margin_m", "polygon", "seg_tree", "segments")
 
     def __init__(self, polygon: BaseGeometry, margin_m: float) -> None:
         self.polygon = polygon
         self.margin_m = margin_m
         self.boundary = polygon.boundary
-        self.core = polygon.buffer(-margin_m)
-        self.outer = polygon.buffer(margin_m)
-        for g in (self.polygon, self.core, self.outer, self.boundary):
-            shapely.prepare(g)
+        shapely.prepare(polygon)
+        parts = shapely.get_parts(self.boundary)
+        segs = []
+        for line in parts:
+            c = shapely.get_coordinates(line)
+            segs.append(np.column_stack((c[:-1], c[1:])))
+        self.segments = np.concatenate(segs) if segs else np.empty((0, 4))
+        s = self.segments
+        self.seg_tree = STRtree(shapely.linestrings(np.stack((s[:, :2], s[:, 2:]), axis=1)))
+
+    def candidates(self, x0: float, y0: float, x1: float, y1: float) -> tuple:
+        """The segments that may be the nearest, within ``margin_m``, to a point in the box.
+
+        A segment farther from the box than some other segment is from the box's farthest
+        point can be nearest to no point in it, and is left out; so a small box keeps only a
+        few segments, and ``near`` stays cheap.
+        """
+        m = self.margin_m
+        box = shapely.box(x0, y0, x1, y1)
+        idx = np.sort(self.seg_tree.query(box, predicate="dwithin", distance=m))
+        if len(idx) == 0:
+            return ()
+        geoms = self.seg_tree.geometries[idx]
+        near_box = shapely.distance(geoms, box)
+        centre = shapely.Point((x0 + x1) / 2, (y0 + y1) / 2)
+        reach = shapely.distance(geoms, centre).min() + math.hypot(x1 - x0, y1 - y0) / 2
+        idx = idx[near_box <= reach]
+        out = []
+        for ax, ay, bx, by in self.segments[idx].tolist():
+            dx, dy = bx - ax, by - ay
+            out.append((ax, ay, dx, dy, dx * dx + dy * dy))
+        return tuple(out)
+
+    def near(self, x: float, y: float, segs: tuple) -> float:
+        """Signed distance using candidate segments; clamped to +-margin_m."""
+        best = self.margin_m * self.margin_m
+        for ax, ay, dx, dy, l2 in segs:
+            px, py = x - ax, y - ay
+            t = (px * dx + py * dy) / l2 if l2 > 0 else 0.0
+            if t < 0.0:
+                t = 0.0
+            elif t > 1.0:
+                t = 1.0
+            ex, ey = px - t * dx, py - t * dy
+            d2 = ex * ex + ey * ey
+            if d2 < best:
+                best = d2
+        d = math.sqrt(best)
+        return d if shapely.contains_xy(self.polygon, x, y) else -d
 
     def signed_distance(self, x: float, y: float) -> float:
         """Metres to the border, positive inside; clamped to +-margin_m when farther."""
-        if shapely.contains_xy(self.core, x, y):
-            return self.margin_m
-        if not shapely.contains_xy(self.outer, x, y):
-            return -self.margin_m
-        return self.exact(x, y)
+        return self.near(x, y, self.candidates(x, y, x, y))
 
     def exact(self, x: float, y: float) -> float:
         d = float(shapely.distance(self.boundary, shapely.Point(x, y)))
         return d if shapely.contains_xy(self.polygon, x, y) else -d
 
     def signed_distance_many(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        out = np.full(len(xs), -self.margin_m)
-        out[shapely.contains_xy(self.core, xs, ys)] = self.margin_m
-        band = shapely.contains_xy(self.outer, xs, ys) & (out < 0)
-        for i in np.flatnonzero(band).tolist():
-            out[i] = self.exact(float(xs[i]), float(ys[i]))
-        return out
+        return np.array(
+            [self.signed_distance(x, y) for x, y in zip(xs.tolist(), ys.tolist(), strict=True)]
+        )
 
 
 def polygon_from_shape(shape: Sequence[Sequence[float]]) -> shapely.Polygon:
@@ -132,3 +177,25 @@ def polygon_from_shape(shape: Sequence[Sequence[float]]) -> shapely.Polygon:
     if pts[0] != pts[-1]:
         pts.append(pts[0])
     return shapely.Polygon(pts)
+
+
+def closed_rings(shapes: Sequence[Sequence[Sequence[float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """All shapes' points, each ring closed, as one (n, 2) array and the ring index per point."""
+    flat: list[Sequence[float]] = []
+    counts: list[int] = []
+    for shape in shapes:
+        flat.extend(shape)
+        n = len(shape)
+        if list(shape[0]) != list(shape[-1]):
+            flat.append(shape[0])
+            n += 1
+        counts.append(n)
+    coords = np.asarray(flat, dtype=float).reshape(-1, 2)
+    return coords, np.repeat(np.arange(len(shapes)), counts)
+
+
+def polygons_from_coords(coords: np.ndarray, ring_index: np.ndarray) -> np.ndarray:
+    """Polygons (no holes) from closed ring coordinates, built in one vectorised call."""
+    if len(coords) == 0:
+        return np.empty(0, dtype=object)
+    return shapely.polygons(shapely.linearrings(coords, indices=ring_index))

@@ -1,0 +1,286 @@
+"""A bundle compiled for the engine: constants taken once at load, and cached lookups.
+
+Everything here is derived from a checked bundle and never changes while the bundle runs,
+so the engine's hot path reads attributes instead of walking pydantic models. Two caches
+fill as vehicles are evaluated (bounded, and dropped with the bundle on a swap):
+
+* ``CellGrid``: the plane cut into square cells; a cell remembers which zones cover it
+  whole, which cross it (only those need an exact point test) and whether the border is
+  farther than the hysteresis margin from every point in it (then no distance is computed).
+* the place of a set of zones: its labels and speed limits, keyed by the zone positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely
+
+from gateway.rules import gbfs as gbfs_mod
+from gateway.rules.geometry import BorderIndex, ZoneIndex
+
+SPEED, PARKING, GBFS = 0, 1, 2
+MAX_CACHED = 1 << 18
+_intersects_xy = shapely.lib.intersects_xy  # the ufunc itself: no wrapper per point
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedZone:
+    """One entry of the combined zone index: its kind, its position within that kind, a label."""
+
+    kind: int
+    pos: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceInfo:
+    """What a set of zones means before the vehicle type and time are known."""
+
+    labels: tuple[str, ...]
+    limits: dict[str, int]
+    gbfs: tuple[int, ...]
+    parkings: tuple[int, ...]
+    timed: bool
+    gbfs_cache: dict = field(default_factory=dict, compare=False)
+
+
+class CellGrid:
+    """Point lookups (zones hit, border distance) through a lazily filled two-level grid.
+
+    Exact: a zone covering a cell whole is hit by every point in it; a zone crossing it is
+    tested with the point (prepared geometry); a cell with no border segment within
+    ``margin_m`` of it gets the clamped distance +-``margin_m`` for all its points. A cell
+    that a zone or the border crosses is cut into 4 x 4 finer cells, so that only points
+    really near a boundary pay for an exact test.
+    """
+
+    __slots__ = ("border", "cell_m", "cells", "fine", "fine_m", "geoms", "tree", "zones")
+
+    def __init__(self, zones: ZoneIndex, border: BorderIndex | None, cell_m: float = 25.0):
+        self.zones = zones
+        self.tree = zones.tree if len(zones) else None
+        self.geoms = np.asarray(zones.geoms, dtype=object)
+        self.border = border
+        self.cell_m = cell_m
+        self.fine_m = cell_m / 4
+        self.cells: dict[tuple[int, int], tuple] = {}
+        self.fine: dict[tuple[int, int], tuple] = {}
+
+    def _classify(
+        self, x0: float, y0: float, c: float, ids: np.ndarray | None, inside: tuple[int, ...]
+    ) -> tuple:
+        box = shapely.box(x0, y0, x0 + c, y0 + c)
+        edge: tuple[int, ...] = ()
+        if ids is None and self.tree is not None:
+            ids = np.sort(self.tree.query(box, predicate="intersects"))
+        elif ids is not None and len(ids):
+            ids = ids[shapely.intersects(self.geoms[ids], box)]
+        if ids is not None and len(ids):
+            covered = shapely.covers(self.geoms[ids], box)
+            if covered.any():
+                inside = tuple(sorted(inside + tuple(ids[covered].tolist())))
+            edge = tuple(ids[~covered].tolist())
+        dist: float | None = None
+        segs: tuple = ()
+        b = self.border
+        if b is not None:
+            segs = b.candidates(x0, y0, x0 + c, y0 + c)
+            if not segs:
+                inner = shapely.contains_xy(b.polygon, x0 + c / 2, y0 + c / 2)
+                dist = b.margin_m if inner else -b.margin_m
+        return (inside, edge, dist, segs, bool(edge) or bool(segs))
+
+    def _build(self, key: tuple[int, int]) -> tuple:
+        c = self.cell_m
+        info = self._classify(key[0] * c, key[1] * c, c, None, ())
+        if len(self.cells) >= MAX_CACHED:
+            self.cells.clear()
+        self.cells[key] = info
+        return info
+
+    def _build_fine(self, key: tuple[int, int], parent: tuple) -> tuple:
+        f = self.fine_m
+        ids = np.asarray(parent[1], dtype=np.intp)
+        info = self._classify(key[0] * f, key[1] * f, f, ids, parent[0])
+        if parent[2] is not None:  # the parent's border distance holds here too
+            info = (info[0], info[1], parent[2], (), bool(info[1]))
+        if len(self.fine) >= MAX_CACHED:
+            self.fine.clear()
+        self.fine[key] = info
+        return info
+
+    def lookup(self, x: float, y: float) -> tuple[tuple[int, ...], float | None]:
+        """Zone positions hit by (x, y), sorted, and the clamped signed border distance."""
+        c = self.cell_m
+        key = (int(x // c), int(y // c))
+        info = self.cells.get(key)
+        if info is None:
+            info = self._build(key)
+        if info[4]:
+            c = self.fine_m
+            key2 = (int(x // c), int(y // c))
+            parent = info
+            info = self.fine.get(key2)
+            if info is None:
+                info = self._build_fine(key2, parent)
+        hits, edge, dist, segs, _ = info
+        if edge:
+            geoms = self.geoms
+            more = [i for i in edge if _intersects_xy(geoms[i], x, y)]
+            if more:
+                hits = tuple(sorted(hits + tuple(more))) if hits else tuple(more)
+        if dist is None and self.border is not None:
+            dist = self.border.near(x, y, segs)
+        return hits, dist
+
+
+class Plan:
+    """Per-bundle constants for the engine and the caches derived from them."""
+
+    def __init__(
+        self,
+        config: Any,
+        entries: tuple[IndexedZone, ...],
+        zones: ZoneIndex,
+        border: BorderIndex | None,
+        projection: Any,
+        gbfs: gbfs_mod.GbfsRules | None,
+        timezone: Any,
+    ) -> None:
+        s = config.safety
+        self.version = config.version
+        self.max_fix_age_s = s.max_fix_age_s
+        self.max_accuracy_m = s.max_accuracy_m
+        self.min_buffer_m = s.min_buffer_m
+        self.dwell_s = s.dwell_s
+        self.walking = s.walking_speed_kph
+        sp = config.vehicle_speed_settings
+        self.slow = min(s.slow_speed_kph, sp.default_low_speed) if sp else s.slow_speed_kph
+        self.has_speed_settings = sp is not None
+        self.mode_speed: dict[int, int] = {}
+        self.default_mode_speed = sp.default_high_speed if sp else None
+        self.auto_light: dict[int, bool] = {}
+        for v in config.vehicle_settings:
+            self.auto_light[v.model_id] = v.auto_light
+            if sp is not None:
+                self.mode_speed[v.model_id] = {
+                    1: sp.default_low_speed,
+                    2: sp.default_medium_speed,
+                    3: sp.default_high_speed,
+                }.get(v.speed_mode, sp.default_high_speed)
+        self.battery_slow_at = sp.min_battery_to_slow_down if sp else None
+        self.battery_slow_speed = sp.battery_slow_down_speed if sp else None
+        bs = config.border.settings if config.border is not None else None
+        self.has_border = bs is not None
+        self.border_alert = bool(bs and bs.trigger_alert)
+        self.border_notify = bool(bs and bs.notify_user)
+        self.border_reduce = bool(bs and bs.reduce_vehicle_speed)
+        self.border_sound = bool(bs and bs.play_vehicle_sound)
+        self.border_lock = bool(bs and bs.lock_vehicle)
+        rs = config.rent_settings
+        self.lock_battery = rs.min_battery_to_auto_lock if rs is not None else None
+        self.credit_lock = bool(rs is not None and rs.credit_depletion_auto_lock and config.pricing)
+        self.pricing = config.pricing
+        self.timings = rt = config.rent_timings
+        # Below this trip age no time-based notification can fire (pause/hold checked apart).
+        self.timers_from_s = (
+            min(rt.trip_too_long_notifications, rt.vehicle_stolen) if rt else float("inf")
+        )
+        self.timezone = timezone
+        self.lat0, self.lon0 = projection.lat0, projection.lon0
+        self.kx, self.ky = projection.kx, projection.ky
+        self.entries = entries
+        self.speed_zones = config.speed_zones
+        self.gbfs = gbfs
+        self.grid = CellGrid(zones, border)
+        self.bounds = shapely.bounds(self.grid.geoms).tolist() if len(zones) else []
+        self._places: dict[tuple[int, ...], PlaceInfo] = {}
+        self._resolved: dict[tuple, tuple[gbfs_mod.Resolved, list[str]]] = {}
+        self._prices: dict[float, Any] = {}
+
+    def place(self, hits: tuple[int, ...]) -> PlaceInfo:
+        """Labels and speed limits of a set of zone positions (cached per set)."""
+        info = self._places.get(hits)
+        if info is not None:
+            return info
+        labels: list[str] = []
+        limits: dict[str, int] = {}
+        gbfs: list[int] = []
+        parkings: list[int] = []
+        timed = False
+        for i in hits:
+            e = self.entries[i]
+            if e.kind == SPEED:
+                z = self.speed_zones[e.pos]
+                limits[f"speed_zone:{z.id}"] = z.max_speed
+                labels.append(e.label)
+            elif e.kind == PARKING:
+                labels.append(e.label)
+                parkings.append(e.pos)
+            else:
+                gbfs.append(e.pos)
+                z = self.gbfs.zones[e.pos]  # type: ignore[union-attr]
+                timed = timed or z.start is not None or z.end is not None
+        info = PlaceInfo(tuple(labels), limits, tuple(gbfs), tuple(parkings), timed)
+        if len(self._places) >= MAX_CACHED:
+            self._places.clear()
+        self._places[hits] = info
+        return info
+
+    def resolve(
+        self, info: PlaceInfo, vehicle_type: str | None, now: float
+    ) -> tuple[gbfs_mod.Resolved, list[str]]:
+        """The GBFS rules at a place; cached unless a zone there has a time window."""
+        g = self.gbfs
+        assert g is not None
+        if info.timed:
+            return gbfs_mod.resolve(g.zones, g.global_rules, list(info.gbfs), vehicle_type, now)
+        key = (info.gbfs, vehicle_type)
+        r = self._resolved.get(key)
+        if r is None:
+            r = gbfs_mod.resolve(g.zones, g.global_rules, list(info.gbfs), vehicle_type, now)
+            if len(self._resolved) >= MAX_CACHED:
+                self._resolved.clear()
+            self._resolved[key] = r
+        return r
+
+    def gbfs_place(
+        self, info: PlaceInfo, vehicle_type: str | None, on_trip: bool, now: float
+    ) -> tuple[dict[str, int], tuple[str, ...], bool | None, bool | None]:
+        """Place limits and labels with the GBFS rules merged in, and ride_end/ride_through.
+
+        Cached per (zones, vehicle type, on trip) unless a zone there has a time window.
+        """
+        key = (vehicle_type, on_trip)
+        r = None if info.timed else info.gbfs_cache.get(key)
+        if r is not None:
+            return r  # type: ignore[no-any-return]
+        res, names = self.resolve(info, vehicle_type, now)
+        limits = info.limits
+        extra: dict[str, int] = {}
+        if res.maximum_speed_kph is not None:
+            extra["gbfs.maximum_speed_kph"] = res.maximum_speed_kph
+        if res.ride_through_allowed is False and on_trip:
+            extra["gbfs.ride_through_allowed"] = self.slow
+        if extra:
+            limits = {**limits, **extra}
+        labels = info.labels + tuple(names) if names else info.labels
+        out = (limits, labels, res.ride_end_allowed, res.ride_through_allowed)
+        if not info.timed:
+            info.gbfs_cache[key] = out
+        return out
+
+    def price(self, started_at: float) -> Any:
+        """The pricing window a trip started in (cached per start time)."""
+        from gateway.rules.pricing import pricing_at
+
+        p = self._prices.get(started_at, self)
+        if p is self:
+            p = pricing_at(self.pricing, started_at, self.timezone)
+            if len(self._prices) >= MAX_CACHED:
+                self._prices.clear()
+            self._prices[started_at] = p
+        return p
