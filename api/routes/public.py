@@ -29,14 +29,16 @@ async def gbfs_feed(request: Request, feed: FeedName) -> dict[str, Any]:
 async def health(request: Request) -> dict[str, Any]:
     outbox = request.app.state.outbox
     pending = {p.name.lower(): n for p, n in outbox.pending().items()}
-    return ok(
-        {
-            "status": "ok",
-            "outbox_pending": pending,
-            "last_cursor": outbox.last_cursor,
-            "acked_cursor": outbox.acked_cursor,
-        }
-    )
+    body: dict[str, Any] = {
+        "status": "ok",
+        "outbox_pending": pending,
+        "last_cursor": outbox.last_cursor,
+        "acked_cursor": outbox.acked_cursor,
+    }
+    provider = getattr(request.app.state, "health_provider", None)
+    if provider is not None:  # the daemon adds its parts, readers and broker
+        body.update(provider())
+    return ok(body)
 
 
 @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")

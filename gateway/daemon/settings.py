@@ -47,6 +47,19 @@ class SiteSettings(_Part):
     data_dir: Path = Path("/var/lib/dockgate")
 
 
+class StationSettings(_Part):
+    """One docking station of this site: its id in the store and its MQTT device id."""
+
+    id: int = Field(ge=1)
+    device_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
+    name: str = Field("", max_length=80)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    spots: int = Field(8, ge=1, le=64)
+    badge_reader: bool = True
+    max_unlock_distance: int = Field(25, ge=25, le=500)
+
+
 class ApiToken(_Part):
     """One API token: ``sync`` for the fleet backend, ``read`` for a technician."""
 
@@ -123,6 +136,7 @@ class DaemonSettings(BaseSettings):
     site: SiteSettings = Field(default_factory=SiteSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    stations: list[StationSettings] = Field(default_factory=list)
     readers: list[ReaderSettings] = Field(default_factory=list)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
@@ -135,6 +149,12 @@ class DaemonSettings(BaseSettings):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"reader ids must be unique: {dupes}")
+        station_ids = {st.id for st in self.stations}
+        if len(station_ids) != len(self.stations):
+            raise ValueError("station ids must be unique")
+        unknown = [r.id for r in self.readers if self.stations and r.station_id not in station_ids]
+        if unknown:
+            raise ValueError(f"readers at stations not in [[stations]]: {unknown}")
         return self
 
 

@@ -1,0 +1,313 @@
+"""The daemon: builds every part from the settings and runs them under one supervisor.
+
+Start order matters only for the state: the database, the replay store, the rule bundle and the
+flow are built (and the command journal recovered) before any part runs, so a tap or a device
+message never meets a half-built gateway. The parts (MQTT, each reader, the API, the telemetry
+sink) then run side by side; one that fails is restarted with backoff and shown in ``/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from api import create_app
+from api.gbfs import GbfsSettings
+from api.metrics import GatewayMetrics
+from api.ports import SunPlayVerifier
+from api.status import status_router
+from drivers.mqtt import MqttDriver
+from drivers.readers.base import ReaderDriver
+from gateway.daemon.settings import DaemonSettings, ReaderSettings
+from gateway.daemon.snapshot import status_snapshot
+from gateway.daemon.supervisor import Supervisor
+from gateway.flow import RideFlow
+from gateway.outbox import Outbox
+from gateway.protocol import DeviceKind
+from gateway.rules import BundleHolder, RulesEngine, load_bundle
+from gateway.store import Database, Store
+from gateway.sun import ReplayStore, SunVerifier
+from gateway.taps import Tap, TapHandler
+
+log = logging.getLogger("dockgate.daemon")
+
+
+def make_reader(settings: ReaderSettings) -> ReaderDriver:
+    """The driver for one configured reader (imports only the transport it needs)."""
+    if settings.driver == "pcsc":
+        from drivers.readers.pcsc import PcscDriver
+
+        return PcscDriver(settings.pcsc_readers or None)
+    if settings.driver == "nfcpy":
+        from drivers.readers.nfcpy_reader import NfcpyReader
+
+        return NfcpyReader(settings.path or "usb", reader_id=settings.id)
+    from drivers.readers.pn532 import Pn532Reader
+
+    return Pn532Reader(settings.path or "", reader_id=settings.id)
+
+
+def _numeric_version(version: object) -> float:
+    """The bundle version as a gauge value (non-numeric versions show as -1)."""
+    try:
+        return float(str(version))
+    except ValueError:
+        return -1.0
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Daemon:
+    """One gateway: ``await Daemon(settings).run()`` until :meth:`stop` or a signal."""
+
+    def __init__(self, settings: DaemonSettings) -> None:
+        self.settings = settings
+        self.supervisor = Supervisor()
+        self.recent_taps: deque[Tap] = deque(maxlen=50)
+        self.api_port: int | None = None
+        self.started = asyncio.Event()
+        self.readers: dict[str, ReaderDriver] = {}
+        self._build()
+
+    # -- construction -------------------------------------------------------------------------
+    def _build(self) -> None:
+        s = self.settings
+        data_dir = Path(s.site.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(data_dir / "dockgate.sqlite3")
+        self.store = Store(self.db)
+        self.outbox = Outbox(self.db)
+        self.replay = ReplayStore(s.sun.replay_db or data_dir / "sun-replay.sqlite3")
+        self.verifier = SunVerifier(s.sun, self.replay)
+        self.taps = TapHandler(self.verifier)
+        bundle = self._initial_bundle()
+        self.bundles = BundleHolder(bundle)
+        self.engine = RulesEngine(bundle)
+        self.mqtt = MqttDriver(s.mqtt)
+        self.metrics = GatewayMetrics(self.outbox)
+        self._seed_topology()
+        self.flow = RideFlow(
+            self.store,
+            self.outbox,
+            self.engine,
+            self.mqtt.send_command,
+            network_id=s.site.network_id,
+            readers={r.id: r.station_id for r in s.readers},
+            station_devices={st.id: st.device_id for st in s.stations},
+        )
+        self._known_serials = {v["serial_number"] for v in self.store.vehicles()}
+        for reader in s.readers:
+            self.readers[reader.id] = make_reader(reader)
+
+    def _seed_topology(self) -> None:
+        """The network, its stations and their spots, as configured (idempotent)."""
+        s = self.settings
+        net = s.site.network_id
+        with self.store.transaction():
+            self.store.upsert_network(net, s.site.name)
+            if s.stations:
+                first = s.stations[0]
+                self.store.upsert_cluster(net, net, s.site.name, first.lat, first.lon)
+            for st in s.stations:
+                self.store.upsert_station(
+                    st.id,
+                    net,
+                    st.name or st.device_id,
+                    st.lat,
+                    st.lon,
+                    badge_reader=st.badge_reader,
+                    max_unlock_distance=st.max_unlock_distance,
+                )
+                for number in range(1, st.spots + 1):
+                    self.store.upsert_spot(st.id * 1000 + number, st.id, number)
+
+    def _register_vehicle(self, serial: str) -> None:
+        """A vehicle the site has not seen yet joins the fleet on its first valid message."""
+        next_id = max((int(v["id"]) for v in self.store.vehicles()), default=0) + 1
+        self.store.upsert_vehicle(next_id, self.settings.site.network_id, serial)
+        self._known_serials.add(serial)
+        log.info("new vehicle", extra={"serial": serial, "vehicle_id": next_id})
+
+    def _initial_bundle(self) -> Any:
+        """The last bundle the backend pushed, else the configured one."""
+        saved = self.store.current_bundle()
+        self._applied_bundle = saved["version"] if saved is not None else None
+        if saved is not None:
+            with contextlib.suppress(Exception):
+                return load_bundle(saved["body"])
+            log.warning("stored rule bundle no longer loads; using the configured one")
+        return load_bundle(self.settings.rules.bundle)
+
+    # -- parts --------------------------------------------------------------------------------
+    async def _run_mqtt(self) -> None:
+        async with self.mqtt as driver:
+            self.metrics.broker_up.set(1)
+            try:
+                async for message in driver.messages():
+                    if (
+                        message.device.kind is DeviceKind.VEHICLE
+                        and message.device.device_id not in self._known_serials
+                    ):
+                        self._register_vehicle(message.device.device_id)
+                    await self.flow.on_device_message(message)
+            finally:
+                self.metrics.broker_up.set(0)
+
+    def _reader_part(self, settings: ReaderSettings, driver: ReaderDriver) -> Any:
+        async def run() -> None:
+            async with driver:
+                async for event in driver.taps():
+                    tap = self.taps.handle(event)
+                    self.recent_taps.append(tap)
+                    if not tap.duplicate:
+                        self.flow.spawn(self.flow.on_tap(tap, station_id=settings.station_id))
+
+        return run
+
+    async def _run_api(self) -> None:
+        s = self.settings
+        tokens = {t.token.get_secret_value(): list(t.scopes) for t in s.api.tokens}
+        app = create_app(
+            self.store,
+            self.outbox,
+            tokens=tokens,
+            play_verifier=SunPlayVerifier(self.verifier),
+            gbfs=GbfsSettings(name=s.site.name),
+            metrics=self.metrics,
+            extra_routers=[status_router(self.snapshot)],
+        )
+        app.state.health_provider = self.health
+        config = uvicorn.Config(
+            app, host=s.api.host, port=s.api.port, log_level="warning", access_log=False
+        )
+        server = _QuietServer(config)
+        serving = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                if serving.done():
+                    await serving  # raises why it could not start
+                    raise RuntimeError("API server stopped before it started")
+                await asyncio.sleep(0.02)
+            self.api_port = server.servers[0].sockets[0].getsockname()[1]
+            log.info("API listening", extra={"url": f"http://{s.api.host}:{self.api_port}"})
+            await serving
+            raise RuntimeError("API server stopped")
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(serving, 5)
+
+    async def _run_housekeeping(self) -> None:
+        """Keeps the gauges current and lets the flow act on time-based rules."""
+        while True:
+            for reader_id, driver in self.readers.items():
+                up = any(st.state == "up" for st in driver.status())
+                self.metrics.reader_up.labels(reader=reader_id).set(int(up))
+            self._apply_pushed_bundle()
+            self.metrics.rule_bundle_version.set(_numeric_version(self.engine.bundle.version))
+            await asyncio.sleep(1.0)
+
+    def _apply_pushed_bundle(self) -> None:
+        """Swap in a bundle the backend pushed through the API (it was checked on the way in)."""
+        saved = self.store.current_bundle()
+        if saved is None or saved["version"] == self._applied_bundle:
+            return
+        self._applied_bundle = saved["version"]
+        try:
+            bundle = load_bundle(saved["body"])
+        except Exception as exc:  # checked at push time; a failure here keeps the running one
+            log.error("pushed rule bundle does not load", extra={"error": str(exc)[:200]})
+            return
+        self.bundles.swap(bundle)
+        self.engine.swap(bundle)
+        log.info("rule bundle swapped", extra={"version": bundle.version})
+
+    # -- running ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Recover, start every part, and run until stopped."""
+        await self.flow.recover()
+        self.supervisor.add("mqtt", self._run_mqtt)
+        for reader in self.settings.readers:
+            part = self._reader_part(reader, self.readers[reader.id])
+            self.supervisor.add(f"reader:{reader.id}", part)
+        if self.settings.api.enabled:
+            self.supervisor.add("api", self._run_api)
+        self.supervisor.add("housekeeping", self._run_housekeeping)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        self.started.set()
+        try:
+            await self.supervisor.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            await self.flow.aclose()
+            self.close()
+
+    def stop(self) -> None:
+        """Begin a clean shutdown (what SIGTERM and SIGINT do)."""
+        log.info("stopping")
+        self.supervisor.stop()
+
+    def close(self) -> None:
+        """Release the databases; every committed event is already on disk."""
+        with contextlib.suppress(Exception):
+            self.replay.close()
+        with contextlib.suppress(Exception):
+            self.db.close()
+
+    # -- views --------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        parts = [h.as_dict() for h in self.supervisor.health.values()]
+        readers = [{**vars(st), "id": rid} for rid, d in self.readers.items() for st in d.status()]
+        degraded = any(p["state"] != "running" for p in parts)
+        return {
+            "status": "degraded" if degraded else "ok",
+            "parts": parts,
+            "readers": readers,
+            "broker": self.mqtt.status(),
+            "rule_bundle": self.engine.bundle.version,
+        }
+
+    async def snapshot(self) -> dict[str, Any]:
+        """The status page's live picture."""
+        return status_snapshot(
+            self.store,
+            self.engine.bundle,
+            site_name=self.settings.site.name,
+            parts=[h.as_dict() for h in self.supervisor.health.values()],
+            readers=[
+                {"reader": rid, **{k: v for k, v in vars(st).items() if k != "counters"}}
+                for rid, d in self.readers.items()
+                for st in d.status()
+            ],
+            taps=[
+                {
+                    "at": time.time() - (time.monotonic() - t.verified_at),
+                    "reader": t.event.reader,
+                    "uid": t.uid,
+                    "valid": t.accepted,
+                    "reason": t.reason,
+                    "record": t.record,
+                }
+                for t in reversed(self.recent_taps)
+            ],
+        )
