@@ -7,7 +7,13 @@ from api.app import API_PREFIX, create_app
 from api.auth import READ, SYNC, TokenRegistry
 from api.gbfs import GbfsSettings
 from api.metrics import GatewayMetrics
-from api.ports import CommandOutcome, CommandSender, PlayCheck, PlayVerifier
+from api.ports import (
+    CommandOutcome,
+    CommandSender,
+    FlowCommandSender,
+    PlayCheck,
+    PlayVerifier,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -15,6 +21,7 @@ __all__ = [
     "SYNC",
     "CommandOutcome",
     "CommandSender",
+    "FlowCommandSender",
     "GatewayMetrics",
     "GbfsSettings",
     "PlayCheck",

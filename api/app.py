@@ -32,14 +32,16 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     command_timeout: float = 5.0,
     max_long_poll: float = 30.0,
+    max_stream: float = 300.0,
     extra_routers: Iterable[APIRouter] = (),
 ) -> FastAPI:
     """Build the API over a store and its outbox.
 
     ``tokens`` maps each token to its scopes (``sync``: the backend, ``read``: a technician).
     Without a ``command_sender`` commands are journaled and left for the daemon to send.
-    ``max_long_poll`` caps the ``wait`` of ``GET /events``. ``extra_routers`` (e.g. the site
-    status page under ``api/status/``) are mounted at the root.
+    ``max_long_poll`` caps the ``wait`` of ``GET /events``; ``max_stream`` is how long one
+    ``GET /events/stream`` stays open before the client is asked to reconnect.
+    ``extra_routers`` (e.g. the site status page under ``api/status/``) are mounted at the root.
     """
     app = FastAPI(
         title="dockgate local API",
@@ -56,6 +58,7 @@ def create_app(
     app.state.command_sender = command_sender
     app.state.command_timeout = command_timeout
     app.state.max_long_poll = max_long_poll
+    app.state.max_stream = max_stream
     app.state.play_verifier = play_verifier
     app.state.bundle_validator = bundle_validator
     app.state.gbfs = GbfsFeeds(store, gbfs or GbfsSettings())

@@ -35,6 +35,32 @@ class CommandSender(Protocol):
     ) -> CommandOutcome: ...
 
 
+class FlowCommandSender:
+    """The adapter to the ride flow (``gateway.flow.RideFlow``) and its MQTT port: the API
+    journals the command, the flow sends it to the spot's station or the vehicle (``cmd_id``
+    derived from the idempotency key) and the device's answer becomes the outcome.
+
+    ``create_app(store, outbox, tokens=..., command_sender=FlowCommandSender(flow))``.
+    """
+
+    def __init__(self, flow: Any) -> None:
+        self.flow = flow
+
+    async def send_command(
+        self,
+        target_kind: str,
+        target_id: int,
+        command: str,
+        args: dict[str, Any],
+        *,
+        idempotency_key: str,
+    ) -> CommandOutcome:
+        settled = await self.flow.send_api_command(
+            target_kind, target_id, command, args, idempotency_key
+        )
+        return CommandOutcome(settled.state, settled.reason, {"device_status": settled.status})
+
+
 @dataclass(frozen=True, slots=True)
 class PlayCheck:
     """The verdict on a dynamic play ``<id_record>@<picc_data>:<cmac>``."""

@@ -29,6 +29,7 @@ app = create_app(
     command_sender=AckingSender(),
     command_timeout=0.2,
     max_long_poll=0.05,
+    max_stream=0.1,
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 

@@ -96,3 +96,58 @@ def test_watch_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     error = json.loads(out.stdout)
     assert error["error"] == "bad_config" and "file_read_key" in error["detail"]
     assert secret not in out.stdout + out.stderr
+
+
+def test_watch_pn532_on_a_serial_line(serial_pty, tmp_path: Path) -> None:
+    from firmware_sim.transports.pn532_serial import Pn532Simulator
+
+    with Pn532Simulator(serial_pty.device_path) as sim:
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "watch",
+                "--json",
+                "--driver",
+                "pn532",
+                "--path",
+                str(serial_pty.host_path),
+                "--config",
+                str(_config(tmp_path)),
+                "--count",
+                "1",
+                "--timeout",
+                "40",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            sim.present(card(meta_read_key=META, file_read_key=FILE))
+            line = _read_line(proc, 30)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            sim.remove()
+            proc.kill()
+            proc.wait()
+    assert line["valid"] is True and line["uid"] == CARD_UID.hex() and line["read_ctr"] == 1
+    assert line["reader"] == f"pn532:{serial_pty.host_path}"
+
+
+def test_watch_driver_options_are_checked(tmp_path: Path) -> None:
+    config = str(_config(tmp_path))
+    for args, words in (
+        (["--driver", "pn532"], "--path"),
+        (["--driver", "pcsc", "--path", "/dev/ttyS0"], "--reader"),
+        (["--driver", "nfcpy", "--reader", "x"], "--path"),
+        (["--driver", "bluetooth"], "pcsc, nfcpy or pn532"),
+    ):
+        out = subprocess.run(
+            [*CLI, "watch", "--json", "--config", config, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        error = json.loads(out.stdout)
+        assert error["error"] == "bad_driver" and words in error["detail"], error

@@ -40,7 +40,7 @@ async def test_card_at_pcsc_reader_unlocks_and_starts_trip(
     tap = rig.handler.handle(event)
     assert tap.accepted, tap.reason
     decision = await flow.on_tap(tap)
-    assert decision.status == "unlocked" and decision.rider_id == 40 and decision.spot == 1
+    assert (decision.status, decision.rider_id, decision.spot) == ("unlocked", 40, 1), decision
     trip_vehicle = await until(lambda: rig.store.vehicle(1)["trip_id"], what="trip started")
     assert rig.store.trip(trip_vehicle)["rider_id"] == 40
     assert st_a.counters.received["cmd-unlock-spot"] == 1

@@ -51,7 +51,7 @@ def store(tmp_path) -> Store:
 
 def test_database_is_wal_and_versioned(store: Store) -> None:
     assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.version("store") == 1
+    assert store.db.version("store") == 3
 
 
 def test_reopening_keeps_data_and_does_not_remigrate(tmp_path) -> None:
@@ -59,7 +59,7 @@ def test_reopening_keeps_data_and_does_not_remigrate(tmp_path) -> None:
     seed_fleet(s)
     s.db.close()
     again = Store.open(tmp_path / "a.db")
-    assert again.db.version("store") == 1
+    assert again.db.version("store") == 3
     assert [v["serial_number"] for v in again.vehicles()][:2] == ["SN000001", "SN000002"]
 
 
@@ -205,3 +205,69 @@ def test_database_rejects_bad_synchronous_mode(tmp_path) -> None:
         conn.execute("SELECT * FROM nowhere")
     with db.transaction():  # the failed transaction left nothing open
         pass
+
+
+def test_vehicle_leaving_without_rental_frees_its_spot(store: Store) -> None:
+    # a report naming another vehicle changes nothing
+    assert store.undock_spot(1000, "SN000002") is None
+    assert store.spot(1000)["vehicle_id"] == 1
+    assert store.undock_spot(1000, "SN000001") == 1
+    assert store.spot(1000)["state"] == "free" and store.spot(1000)["vehicle_id"] is None
+    assert store.vehicle(1)["spot_id"] is None and store.vehicle(1)["trip_id"] is None
+    assert store.undock_spot(1000) is None  # already free
+    assert store.undock_spot(1001) == 2  # without a serial: whatever was there left
+    assert [s["vehicle_id"] for s in store.spots(100)] == [None, None, None]
+    with pytest.raises(NotFound):
+        store.undock_spot(99_999)
+
+
+def test_vehicle_by_serial_uses_an_index(store: Store) -> None:
+    assert store.vehicle_by_serial("SN000003")["id"] == 3
+    assert store.vehicle_by_serial("nope") is None
+    plan = store.db.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM vehicles WHERE serial_number = ?", ("x",)
+    ).fetchall()
+    assert any("USING INDEX" in str(tuple(r)) for r in plan), [tuple(r) for r in plan]
+
+
+def test_hold_start_is_recorded_and_every_hold_counted(store: Store) -> None:
+    clock: Clock = store.clock  # type: ignore[assignment]
+    trip_id = store.start_trip(1, 1)
+    clock.now += 300
+    store.set_trip_status(trip_id, "on_hold")
+    held_at = clock.now
+    assert store.trip(trip_id)["paused_at"] == held_at
+    clock.now += 60
+    store.set_trip_status(trip_id, "on_hold")  # held again: the first start is kept
+    assert store.trip(trip_id)["paused_at"] == held_at
+    clock.now += 60
+    assert store.hold_seconds(store.trip(trip_id), clock.now) == 120
+    store.set_trip_status(trip_id, "started")
+    trip = store.trip(trip_id)
+    assert trip["paused_at"] is None and trip["held_seconds"] == 120
+    clock.now += 100
+    store.set_trip_status(trip_id, "paused")
+    clock.now += 30
+    assert store.hold_seconds(store.trip(trip_id), clock.now) == 150
+
+
+def test_idempotency_keys_expire_and_are_bounded(tmp_path) -> None:
+    clock = Clock()
+    s = Store.open(tmp_path / "idem.db", clock=clock, idempotency_ttl=60.0, idempotency_max=100)
+    s.remember_response("POST /x", "k1", "f1", '{"a":1}')
+    assert s.idempotent_response("POST /x", "k1")["response"] == '{"a":1}'
+    s.remember_response("POST /x", "k1", "f2", '{"a":2}')  # still fresh: the first answer stays
+    assert s.idempotent_response("POST /x", "k1")["fingerprint"] == "f1"
+    clock.now += 61
+    assert s.idempotent_response("POST /x", "k1") is None  # expired: the key is free again
+    s.remember_response("POST /x", "k1", "f3", '{"a":3}')
+    assert s.idempotent_response("POST /x", "k1")["fingerprint"] == "f3"
+    for i in range(1000):  # pruned as it goes: never far above the bound
+        clock.now += 0.001
+        s.remember_response("POST /x", f"n{i}", "f", "{}")
+    count = s.db.conn.execute("SELECT count(*) FROM idempotency").fetchone()[0]
+    assert count <= 100 + 64, count
+    s.prune_idempotency()
+    assert s.db.conn.execute("SELECT count(*) FROM idempotency").fetchone()[0] == 100
+    assert s.idempotent_response("POST /x", "n999") is not None  # the newest are kept
+    assert s.idempotent_response("POST /x", "n0") is None

@@ -1,4 +1,4 @@
-"""Events since a cursor, paged, with long-polling; and their acknowledgement.
+"""Events since a cursor: paged with long-polling, or as server-sent events; and their ack.
 
 The page is assembled from the stored JSON bytes (``orjson.Fragment``), never re-parsed, so
 the feed keeps up with a backend catching up after a long outage.
@@ -7,11 +7,15 @@ the feed keeps up with a backend catching up after a long outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import READ, SYNC, require
@@ -37,18 +41,25 @@ class EventWaiter:
         for loop, event in waiters:
             loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, timeout: float) -> None:
+    @contextlib.contextmanager
+    def subscription(self) -> Iterator[asyncio.Event]:
+        """An event set at every committed append while the block runs (clear it to rearm).
+
+        Subscribe before reading, so an append between the read and the wait is not missed.
+        """
         event = asyncio.Event()
         entry = (asyncio.get_running_loop(), event)
         with self._lock:
             self._waiters.add(entry)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+            yield event
         finally:
             with self._lock:
                 self._waiters.discard(entry)
+
+    async def wait(self, timeout: float) -> None:
+        with self.subscription() as event, contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
 
 def _page(outbox: Outbox, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -82,12 +93,87 @@ async def events(
     wait: Annotated[float, Query(ge=0, le=30)] = 0,
 ) -> Response:
     outbox: Outbox = request.app.state.outbox
-    page, next_cursor = _page(outbox, cursor, limit)
-    if not page and wait > 0:
-        await request.app.state.event_waiter.wait(min(wait, request.app.state.max_long_poll))
+    with request.app.state.event_waiter.subscription() as appended:
         page, next_cursor = _page(outbox, cursor, limit)
+        if not page and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(appended.wait(), min(wait, request.app.state.max_long_poll))
+            page, next_cursor = _page(outbox, cursor, limit)
     body = ok({"events": page, "next_cursor": next_cursor, "acked_cursor": outbox.acked_cursor})
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _sse(rows: list[Any]) -> bytes:
+    """One ``id:``/``data:`` block per event; ``data`` is the long-poll page's event object."""
+    out = []
+    for r in rows:
+        data = orjson.dumps(
+            {
+                "cursor": r[0],
+                "priority": _PRIORITY_NAMES[r[1]],
+                "kind": r[2],
+                "idempotency_key": r[3],
+                "created_at": r[4],
+                "payload": orjson.Fragment(r[5]),
+            }
+        )
+        out.append(b"id: %d\ndata: %s\n\n" % (r[0], data))
+    return b"".join(out)
+
+
+async def _stream(
+    request: Request, cursor: int, limit: int, heartbeat: float
+) -> AsyncIterator[bytes]:
+    state = request.app.state
+    outbox: Outbox = state.outbox
+    deadline = time.monotonic() + state.max_stream
+    yield b"retry: 2000\n\n"
+    with state.event_waiter.subscription() as appended:
+        while True:
+            appended.clear()
+            rows = outbox.read_raw(cursor, limit)
+            if rows:
+                cursor = rows[-1][0]
+                yield _sse(rows)
+                if len(rows) == limit:
+                    continue
+            left = deadline - time.monotonic()
+            if left <= 0 or await request.is_disconnected():
+                return  # the client reconnects with Last-Event-ID
+            try:
+                await asyncio.wait_for(appended.wait(), min(heartbeat, left))
+            except TimeoutError:
+                yield b": keepalive\n\n"
+
+
+@router.get(
+    "/events/stream",
+    summary="Live events as server-sent events",
+    description="A `text/event-stream` of the events with a cursor above `since` (or above "
+    "the `Last-Event-ID` header when a client reconnects), then each new event as it is "
+    "committed. Every message has `id:` (the cursor) and `data:` (the same object as in "
+    "`GET /events`); a comment line keeps an idle stream alive every `heartbeat` seconds. "
+    "The server closes a stream after a while (`max_stream`): reconnect with Last-Event-ID. "
+    "Browsers' EventSource cannot set headers: use `?private_token=`.",
+    dependencies=[Depends(require(READ))],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream(
+    request: Request,
+    since: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    heartbeat: Annotated[float, Query(ge=0.05, le=60)] = 15.0,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> StreamingResponse:
+    cursor = since
+    if last_event_id is not None and last_event_id.isdigit():
+        cursor = min(int(last_event_id), 2**62)
+    return StreamingResponse(
+        _stream(request, cursor, limit, heartbeat),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 class AckBody(BaseModel):

@@ -4,25 +4,22 @@ nfcpy is blocking, so a worker thread owns the frontend: it senses 106 kbps type
 activates them with nfcpy's own tag code (RATS, ISO-DEP), reads the NDEF file with the shared
 Type 4 sequence of :mod:`drivers.readers.ndef_type4` over nfcpy's ISO-DEP ``transceive``, then
 waits with nfcpy's presence check until the tag leaves, so one physical tap is one event.
-Events reach the event loop with ``call_soon_threadsafe``. A frontend that fails (unplugged,
-or the UDP peer gone) is closed and reopened with backoff.
+Events reach the event loop through :mod:`drivers.readers._threaded`. A frontend that fails
+(unplugged, or the UDP peer gone) is closed and reopened with backoff.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 from drivers.readers import ndef_type4
-from drivers.readers.base import ReaderDriver, ReaderState, ReaderStatus, TapEvent
+from drivers.readers._threaded import ThreadedReader
+from drivers.readers.base import TapEvent
 
 
-class NfcpyReader(ReaderDriver):
+class NfcpyReader(ThreadedReader):
     """``async with NfcpyReader("usb") as r: async for tap in r.taps(): ...``.
 
     ``path`` is any nfcpy device path: ``usb``, ``usb:054c:06c3``, ``tty:USB0:pn532``,
@@ -42,64 +39,18 @@ class NfcpyReader(ReaderDriver):
         max_reconnect_delay: float = 2.0,
         max_le: int = 256,
     ) -> None:
+        super().__init__(
+            reader_id or f"nfcpy:{path}",
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+        )
         self.path = path
-        self.reader_id = reader_id or f"nfcpy:{path}"
         self.poll_interval = poll_interval
         self.presence_interval = presence_interval
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max_reconnect_delay
         self.max_le = max_le
         self.device_name: str | None = None
-        self._status = ReaderStatus(reader=self.reader_id, driver=self.name)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[TapEvent | None] = asyncio.Queue()
-        self._opened = 0
-
-    # -- ReaderDriver ---------------------------------------------------------------------
-    async def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self.reader_id, daemon=True)
-        self._thread.start()
-
-    async def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        await asyncio.to_thread(thread.join, 10)
-        self._status.state = "down"
-        self._queue.put_nowait(None)
-
-    async def taps(self) -> AsyncIterator[TapEvent]:
-        while (event := await self._queue.get()) is not None:
-            yield event
-
-    def status(self) -> list[ReaderStatus]:
-        return [replace(self._status, counters=dict(self._status.counters))]
 
     # -- worker thread --------------------------------------------------------------------
-    def _count(self, key: str) -> None:
-        self._status.counters[key] = self._status.counters.get(key, 0) + 1
-
-    def _fail(self, state: ReaderState, reason: str) -> None:
-        self._status.state = state
-        self._status.errors += 1
-        self._status.last_error = reason
-
-    def _emit(self, event: TapEvent) -> None:
-        if event.error is None:
-            self._status.taps += 1
-        else:
-            self._count(f"read_{event.error}")
-        if self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
-
     def _run(self) -> None:
         import nfc  # heavy: only in the worker
 
@@ -109,14 +60,10 @@ class NfcpyReader(ReaderDriver):
                 clf = nfc.ContactlessFrontend(self.path)
             except OSError as exc:
                 self._fail("down", f"open failed: {type(exc).__name__}")
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.max_reconnect_delay)
+                delay = self._backoff(delay)
                 continue
             self.device_name = str(clf)
-            if self._opened:
-                self._status.reconnects += 1
-            self._opened += 1
-            self._status.state = "up"
+            self._up()
             try:
                 while not self._stop.is_set():
                     if self._poll(clf):
@@ -128,8 +75,7 @@ class NfcpyReader(ReaderDriver):
             finally:
                 with contextlib.suppress(Exception):
                     clf.close()
-            self._stop.wait(delay)
-            delay = min(delay * 2, self.max_reconnect_delay)
+            delay = self._backoff(delay)
 
     def _poll(self, clf: Any) -> bool:
         """One sense; read and report a tag if there is one. True when the radio answered."""

@@ -9,20 +9,18 @@ recovered from (NACK, resend); a line that goes away is reopened with backoff.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import select
-import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import serial
 
 from drivers.readers import ndef_type4
 from drivers.readers import pn532_frames as pf
-from drivers.readers.base import ReaderDriver, ReaderError, ReaderStatus, TapEvent
+from drivers.readers._threaded import ThreadedReader
+from drivers.readers.base import ReaderError, ReaderStatus, TapEvent
 
 LINE_ERRORS = (OSError, serial.SerialException, TypeError)  # pyserial raises TypeError on a
 # port closed under it
@@ -163,7 +161,7 @@ def parse_target(answer: bytes) -> tuple[bytes, int, bytes, bytes]:
     return sens_res, sel_res, uid, ats
 
 
-class Pn532Reader(ReaderDriver):
+class Pn532Reader(ThreadedReader):
     """``async with Pn532Reader("/dev/ttyUSB0") as r: async for tap in r.taps(): ...``."""
 
     name = "pn532"
@@ -182,47 +180,21 @@ class Pn532Reader(ReaderDriver):
         answer_timeout: float = 1.0,
         max_le: int = 256,
     ) -> None:
+        super().__init__(
+            reader_id or f"pn532:{port}",
+            reconnect_delay=reconnect_delay,
+            max_reconnect_delay=max_reconnect_delay,
+        )
         self.port = port
-        self.reader_id = reader_id or f"pn532:{port}"
         self.baudrate = baudrate
         self.passive_retries = passive_retries
         self.presence_interval = presence_interval
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max_reconnect_delay
         self.ack_timeout = ack_timeout
         self.answer_timeout = answer_timeout
         self.max_le = max_le
         self.firmware: bytes | None = None
-        self._status = ReaderStatus(reader=self.reader_id, driver=self.name)
         self._line_totals: dict[str, int] = {}  # from links closed by reconnects
         self._link: Pn532Link | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[TapEvent | None] = asyncio.Queue()
-        self._opened = 0
-
-    # -- ReaderDriver ---------------------------------------------------------------------
-    async def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self.reader_id, daemon=True)
-        self._thread.start()
-
-    async def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        await asyncio.to_thread(thread.join, 10)
-        self._status.state = "down"
-        self._queue.put_nowait(None)
-
-    async def taps(self) -> AsyncIterator[TapEvent]:
-        while (event := await self._queue.get()) is not None:
-            yield event
 
     def status(self) -> list[ReaderStatus]:
         counters = {**self._status.counters, **self._line_totals}
@@ -233,23 +205,6 @@ class Pn532Reader(ReaderDriver):
         return [replace(self._status, counters=counters)]
 
     # -- worker thread --------------------------------------------------------------------
-    def _count(self, key: str) -> None:
-        self._status.counters[key] = self._status.counters.get(key, 0) + 1
-
-    def _fail(self, state: str, reason: str) -> None:
-        self._status.state = state  # type: ignore[assignment]
-        self._status.errors += 1
-        self._status.last_error = reason
-
-    def _emit(self, event: TapEvent) -> None:
-        if event.error is None:
-            self._status.taps += 1
-        else:
-            self._count(f"read_{event.error}")
-        if self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
-
     def _run(self) -> None:
         delay = self.reconnect_delay
         while not self._stop.is_set():
@@ -257,17 +212,13 @@ class Pn532Reader(ReaderDriver):
                 port = serial.Serial(self.port, self.baudrate, timeout=0, exclusive=True)
             except LINE_ERRORS as exc:
                 self._fail("down", f"open failed: {type(exc).__name__}")
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.max_reconnect_delay)
+                delay = self._backoff(delay)
                 continue
             link = Pn532Link(port, ack_timeout=self.ack_timeout, answer_timeout=self.answer_timeout)
             self._link = link
             try:
                 self._setup(link)
-                if self._opened:
-                    self._status.reconnects += 1
-                self._opened += 1
-                self._status.state = "up"
+                self._up()
                 delay = self.reconnect_delay
                 while not self._stop.is_set():
                     self._poll(link)

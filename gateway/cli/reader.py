@@ -55,6 +55,15 @@ def watch(
     count: int | None = typer.Option(None, "--count", min=1, help="Stop after this many taps."),
     timeout: float | None = typer.Option(None, "--timeout", min=0.1, help="Stop after seconds."),
     duplicates: bool = typer.Option(False, "--duplicates", help="Also show repeated reads."),
+    driver: str = typer.Option(
+        "pcsc", "--driver", help="pcsc (readers of pcscd), nfcpy or pn532 (a serial line)."
+    ),
+    path: str | None = typer.Option(
+        None,
+        "--path",
+        help="nfcpy: a device path (usb, usb:054c:06c3, tty:USB0:pn532, udp:HOST:PORT; "
+        "default usb). pn532: the serial port (required), e.g. /dev/ttyUSB0.",
+    ),
 ) -> None:
     """Show live taps, verified with the keys and profiles of --config."""
     import asyncio
@@ -77,14 +86,42 @@ def watch(
         return
     import contextlib
 
+    try:
+        source = _driver(driver, path, reader)
+    except ValueError as exc:
+        _fail("bad_driver", str(exc), as_json, 2)
+        return
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_watch(verifier, as_json, reader, count, timeout, duplicates))
+        asyncio.run(_watch(verifier, source, as_json, count, timeout, duplicates))
+
+
+def _driver(kind: str, path: str | None, readers: list[str]) -> object:
+    """The reader driver named by ``--driver`` (nothing opened yet)."""
+    if kind == "pcsc":
+        if path is not None:
+            raise ValueError("--path is for nfcpy and pn532; use --reader with pcsc")
+        from drivers.readers.pcsc import PcscDriver
+
+        return PcscDriver(readers)
+    if readers:
+        raise ValueError("--reader filters PC/SC readers; use --path with nfcpy and pn532")
+    if kind == "nfcpy":
+        from drivers.readers.nfcpy_reader import NfcpyReader
+
+        return NfcpyReader(path or "usb")
+    if kind == "pn532":
+        if not path:
+            raise ValueError("pn532 needs --path, the serial port (e.g. /dev/ttyUSB0)")
+        from drivers.readers.pn532 import Pn532Reader
+
+        return Pn532Reader(path)
+    raise ValueError(f"unknown driver {kind!r}: choose pcsc, nfcpy or pn532")
 
 
 async def _watch(
     verifier: object,
+    source: object,
     as_json: bool,
-    readers: list[str],
     count: int | None,
     timeout: float | None,
     duplicates: bool,
@@ -92,12 +129,13 @@ async def _watch(
     import asyncio
     import contextlib
 
-    from drivers.readers.pcsc import PcscDriver
+    from drivers.readers.base import ReaderDriver
     from gateway.taps import TapHandler
 
+    assert isinstance(source, ReaderDriver)
     handler = TapHandler(verifier)  # type: ignore[arg-type]
     shown = 0
-    async with PcscDriver(readers) as driver:
+    async with source as driver:
 
         async def loop() -> None:
             nonlocal shown

@@ -9,6 +9,7 @@ twice on one id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -103,14 +104,22 @@ class CommandRunner:
         net, kind, device_id = args["device"]
         return DeviceRef(int(net), DeviceKind(kind), device_id), args["cmd"], args.get("ctx", {})
 
-    async def dispatch(self, entry: dict[str, Any]) -> Settled:
-        """Mark sent, publish, wait for the device, settle with an outbox event."""
+    async def dispatch(
+        self, entry: dict[str, Any], *, on_send: Callable[[], None] | None = None
+    ) -> Settled:
+        """Mark sent, publish, wait for the device, settle with an outbox event.
+
+        ``on_send`` is called just before the command is handed to the port (latency probes).
+        """
         parsed = self.parse(entry)
         if parsed is None:
             raise ValueError(f"command {entry['id']} was not journaled by the flow")
         device, fields, _ctx = parsed
         command = build_command(fields, entry["idempotency_key"])
         self.store.mark_command(entry["id"], "sent")
+        if on_send is not None:
+            with contextlib.suppress(Exception):  # a probe never stops a command
+                on_send()
         try:
             result = await self.send(device, command)
             status = str(getattr(result.status, "value", result.status))

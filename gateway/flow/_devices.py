@@ -59,7 +59,6 @@ class DeviceHandling:
 
     def __init__(self) -> None:
         self.ignored: Counter[str] = Counter()  # messages the flow could not place, by why
-        self._serials: dict[str, int] = {}
         self._moved: dict[str, float] = {}
 
     async def on_device_message(self: RideFlow, msg: DeviceMessage) -> None:
@@ -81,11 +80,7 @@ class DeviceHandling:
         return int(device.device_id) if device.device_id.isdigit() else None
 
     def _vehicle(self: RideFlow, serial: str) -> Row | None:
-        vid = self._serials.get(serial)
-        if vid is None:
-            self._serials = {v["serial_number"]: v["id"] for v in self.store.vehicles()}
-            vid = self._serials.get(serial)
-        return self.store.vehicle(vid) if vid is not None else None
+        return self.store.vehicle_by_serial(serial)
 
     def _spot_id(self: RideFlow, station_id: int, number: int) -> int | None:
         for spot in self.store.spots(station_id):
@@ -172,7 +167,7 @@ class DeviceHandling:
             if rental is not None and p.vehicle_id in (None, rental.serial):
                 self.start_trip(rental)
             else:
-                self._state_event("spot.undocked", sid, {"spot": p.spot, "serial": p.vehicle_id})
+                self._undocked(sid, p.spot, p.vehicle_id)
         elif isinstance(p, SpotDocked):
             self._docked(sid, p.spot, p.vehicle_id)
         elif isinstance(p, StationStatus):
@@ -249,6 +244,17 @@ class DeviceHandling:
                 self.end_trip(trip, station_id=sid, spot_id=spot_id, reason="docked", serial=serial)
                 return
         self.store.dock_vehicle(vehicle["id"], spot_id)
+
+    def _undocked(self: RideFlow, sid: int, number: int, serial: str | None) -> None:
+        """A vehicle left a spot without a rental: the spot is free again, and it is told."""
+        spot_id = self._spot_id(sid, number)
+        with self.store.transaction():
+            vehicle_id = self.store.undock_spot(spot_id, serial) if spot_id is not None else None
+            self._state_event(
+                "spot.undocked",
+                sid,
+                {"spot": number, "serial": serial, "vehicle_id": vehicle_id},
+            )
 
     def _reconcile(self: RideFlow, sid: int, status: StationStatus) -> None:
         """Settle rentals from the station's status: a missed undock, an unknown unlock."""

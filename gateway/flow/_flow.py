@@ -20,6 +20,7 @@ from typing import Any
 from gateway.flow._book import RentalBook
 from gateway.flow._commands import CommandRunner, Settled
 from gateway.flow._devices import DeviceHandling
+from gateway.flow._manual import send_manual
 from gateway.flow._rent import choose_spot, rider_refusal
 from gateway.flow._types import CommandPort, Rental, TapDecision
 from gateway.outbox import Outbox, Priority
@@ -53,6 +54,8 @@ class RideFlow(DeviceHandling):
 
     ``readers`` maps a reader id to its station id; ``station_devices`` maps a station id to
     its MQTT device id (default: the id as text). ``send`` is the MQTT command port.
+    ``on_unlock_latency(seconds)`` (or ``metrics``, whose ``tap_to_unlock`` histogram is then
+    observed) gets the gateway's time from a verified tap to its unlock handed to the port.
     """
 
     def __init__(
@@ -68,6 +71,8 @@ class RideFlow(DeviceHandling):
         clock: Callable[[], float] = time.time,
         undock_timeout: float = 60.0,
         resend_max_age: float = 30.0,
+        metrics: Any | None = None,
+        on_unlock_latency: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -79,6 +84,9 @@ class RideFlow(DeviceHandling):
         self.undock_timeout = undock_timeout
         self.resend_max_age = resend_max_age
         self.runner = CommandRunner(store, outbox, send, clock)
+        if on_unlock_latency is None and metrics is not None:
+            on_unlock_latency = metrics.tap_to_unlock.observe
+        self.on_unlock_latency = on_unlock_latency
         self.book = RentalBook(store.db)
         self.rentals: dict[tuple[int, int], Rental] = {}  # (station id, spot number)
         self._recent: OrderedDict[str, TapDecision] = OrderedDict()
@@ -118,13 +126,28 @@ class RideFlow(DeviceHandling):
             self._recent.popitem(last=False)
         return decision
 
+    async def send_api_command(
+        self, target_kind: str, target_id: int, command: str, args: dict[str, Any], key: str
+    ) -> Settled:
+        """Send a command the API journaled (lock, unlock, max_speed of a spot or vehicle)."""
+        return await send_manual(self, target_kind, target_id, command, args, key)
+
     # --- taps ------------------------------------------------------------------------------
     async def on_tap(self, tap: Tap, *, station_id: int | None = None) -> TapDecision:
         """Refuse (recorded, rider told) or unlock a spot; returns once the spot answered."""
+        started = time.monotonic()
         decision, entry = self.prepare(tap, station_id=station_id)
         if entry is None:
             return decision
-        settled = await self.runner.dispatch(entry)
+        probe = None
+        if self.on_unlock_latency is not None:
+            since = tap.verified_at or started  # monotonic, like the reader's timestamps
+            observe = self.on_unlock_latency
+
+            def probe() -> None:
+                observe(max(0.0, time.monotonic() - since))
+
+        settled = await self.runner.dispatch(entry, on_send=probe)
         return self._after_unlock(decision, settled)
 
     def prepare(self, tap: Tap, *, station_id: int | None = None) -> tuple[TapDecision, Row | None]:
@@ -432,9 +455,7 @@ class RideFlow(DeviceHandling):
         p = pricing_at(b.config.pricing, trip["started_at"], b.timezone)
         if p is None:
             return 0
-        hold = 0.0
-        if trip["status"] != "started" and trip["paused_at"]:
-            hold = max(0.0, now - trip["paused_at"])
+        hold = self.store.hold_seconds(trip, now)
         ride = max(0.0, now - trip["started_at"] - hold)
         return round(trip_cost(p, ride, hold) * 100)
 

@@ -100,4 +100,13 @@ MIGRATIONS: list[str] = [
         response TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY(scope, key)
     )
     """,
+    # 2: time spent on hold by earlier holds of a trip (``paused_at`` is the current hold's
+    # start), so that on-hold minutes are priced at ``on_hold_price``.
+    """
+    ALTER TABLE trips ADD COLUMN held_seconds REAL NOT NULL DEFAULT 0
+    """,
+    # 3: API idempotency keys expire (TTL) and are bounded: pruned oldest first.
+    """
+    CREATE INDEX idempotency_created ON idempotency(created_at)
+    """,
 ]

@@ -58,9 +58,19 @@ def new_gbfs_id() -> str:
 class Store:
     """Typed reads and writes over the state tables of one ``Database``."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], float] = time.time,
+        idempotency_ttl: float = 24 * 3600.0,
+        idempotency_max: int = 100_000,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.idempotency_ttl = idempotency_ttl
+        self.idempotency_max = idempotency_max
+        self._remembered = 0
         db.migrate("store", MIGRATIONS)
 
     @classmethod
@@ -234,6 +244,32 @@ class Store:
                 (spot_id, now, vehicle_id),
             )
 
+    def undock_spot(self, spot_id: int, serial_number: str | None = None) -> int | None:
+        """A vehicle left a spot without a rental (the station says so): the spot is free.
+
+        With ``serial_number`` only that vehicle is taken out (a report about a vehicle that
+        is no longer there changes nothing). Returns the id of the vehicle that left, or None.
+        """
+        with self.transaction() as c:
+            spot = self._must("spots", spot_id)
+            vehicle_id = spot["vehicle_id"]
+            if vehicle_id is None:
+                return None
+            if serial_number is not None:
+                v = self._one("SELECT serial_number FROM vehicles WHERE id=?", (vehicle_id,))
+                if v is None or v["serial_number"] != serial_number:
+                    return None
+            now = self.clock()
+            c.execute(
+                "UPDATE spots SET vehicle_id=NULL, state='free', updated_at=? WHERE id=?",
+                (now, spot_id),
+            )
+            c.execute(
+                "UPDATE vehicles SET spot_id=NULL, updated_at=? WHERE id=? AND spot_id=?",
+                (now, vehicle_id, spot_id),
+            )
+            return int(vehicle_id)
+
     def networks(self) -> list[Row]:
         return self._all("SELECT id, name, timezone FROM networks ORDER BY id")
 
@@ -297,6 +333,10 @@ class Store:
 
     def vehicle(self, id: int) -> Row:
         return self._must("vehicles", id)
+
+    def vehicle_by_serial(self, serial_number: str) -> Row | None:
+        """The vehicle with this serial number (the device id on MQTT), or None; indexed."""
+        return self._one("SELECT * FROM vehicles WHERE serial_number = ?", (serial_number,))
 
     # -- riders, products, records, tag keys ---------------------------------------------
     def upsert_rider(
@@ -558,17 +598,34 @@ class Store:
             return self._must("trips", trip_id)
 
     def set_trip_status(self, trip_id: int, status: str) -> None:
-        """Pause or resume a trip (``paused`` / ``started`` / ``on_hold``)."""
+        """Pause or hold (``paused`` / ``on_hold``) or resume (``started``) a trip.
+
+        A hold's start is kept in ``paused_at`` (a second hold while held keeps the first
+        start); resuming adds the hold to ``held_seconds``, so every on-hold minute is priced.
+        """
         if status not in {"started", "paused", "on_hold"}:
             raise StoreError(f"unknown trip status {status!r}")
         with self.transaction() as c:
+            now = self.clock()
+            held = status != "started"
             cur = c.execute(
-                "UPDATE trips SET status=?, paused_at=?, updated_at=? WHERE id=?"
-                " AND status != 'ended'",
-                (status, self.clock() if status == "paused" else None, self.clock(), trip_id),
+                "UPDATE trips SET"
+                " held_seconds = held_seconds + CASE WHEN ? = 0 AND paused_at IS NOT NULL"
+                "  THEN max(0, ? - paused_at) ELSE 0 END,"
+                " paused_at = CASE WHEN ? = 0 THEN NULL ELSE COALESCE(paused_at, ?) END,"
+                " status=?, updated_at=? WHERE id=? AND status != 'ended'",
+                (int(held), now, int(held), now, status, now, trip_id),
             )
             if cur.rowcount == 0:
                 raise NotFound(f"open trip {trip_id} not found")
+
+    @staticmethod
+    def hold_seconds(trip: Row, now: float) -> float:
+        """Seconds a trip has spent on hold or paused up to ``now`` (earlier holds included)."""
+        current = 0.0
+        if trip["status"] in ("paused", "on_hold") and trip["paused_at"] is not None:
+            current = max(0.0, now - trip["paused_at"])
+        return float(trip.get("held_seconds") or 0.0) + current
 
     def trip(self, id: int) -> Row:
         return self._must("trips", id)
@@ -841,15 +898,44 @@ class Store:
         return row
 
     def idempotent_response(self, scope: str, key: str) -> Row | None:
+        """The first answer given to ``key`` in ``scope``, unless older than the TTL."""
         return self._one(
-            "SELECT fingerprint, response FROM idempotency WHERE scope=? AND key=?",
-            (scope, key),
+            "SELECT fingerprint, response FROM idempotency WHERE scope=? AND key=?"
+            " AND created_at >= ?",
+            (scope, key, self.clock() - self.idempotency_ttl),
         )
 
     def remember_response(self, scope: str, key: str, fingerprint: str, response: str) -> None:
+        """Keep an answer for its key; every 64th call prunes expired and excess keys."""
         with self.transaction() as c:
             c.execute(
-                "INSERT OR IGNORE INTO idempotency(scope, key, fingerprint, response, created_at)"
-                " VALUES (?,?,?,?,?)",
-                (scope, key, fingerprint, response, self.clock()),
+                "INSERT INTO idempotency(scope, key, fingerprint, response, created_at)"
+                " VALUES (?,?,?,?,?) ON CONFLICT(scope, key) DO UPDATE SET"
+                " fingerprint=excluded.fingerprint, response=excluded.response,"
+                " created_at=excluded.created_at WHERE created_at < ?",
+                (
+                    scope,
+                    key,
+                    fingerprint,
+                    response,
+                    self.clock(),
+                    self.clock() - self.idempotency_ttl,
+                ),
             )
+        self._remembered += 1
+        if self._remembered % 64 == 0:
+            self.prune_idempotency()
+
+    def prune_idempotency(self) -> int:
+        """Forget keys older than the TTL, then the oldest beyond ``idempotency_max``."""
+        with self.transaction() as c:
+            removed = c.execute(
+                "DELETE FROM idempotency WHERE created_at < ?",
+                (self.clock() - self.idempotency_ttl,),
+            ).rowcount
+            removed += c.execute(
+                "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
+                " ORDER BY created_at DESC LIMIT -1 OFFSET ?)",
+                (self.idempotency_max,),
+            ).rowcount
+        return int(removed)

@@ -101,6 +101,8 @@ class ScriptedDevice:
         )
         if user is not None:
             self.client.username_pw_set(*user)
+        if broker.tls is not None:  # a TLS listener: trust its CA
+            self.client.tls_set(ca_certs=str(broker.tls.cafile))
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
         self.client.subscribe(device.topic(Channel.CMD), qos=1)

@@ -7,6 +7,9 @@ handed to that user.
 
     with Mosquitto(users={"gateway": "pw"}, acl=acl_text(devices)) as broker:
         broker.port
+
+With ``tls=TlsFiles(ca, cert, key)`` the listener speaks only TLS; the files are copied into
+the work directory for the broker's user (the key readable by it alone).
 """
 
 from __future__ import annotations
@@ -113,6 +116,24 @@ def _give_to_mosquitto(path: Path) -> None:
     os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
+def _private_tls_copy(tls: TlsFiles, workdir: Path) -> TlsFiles:
+    """Copies of the listener's files that the broker's user can read (the key: only it)."""
+    folder = workdir / "tls"
+    folder.mkdir(exist_ok=True)
+    os.chmod(folder, 0o755)
+    copies = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    for src, dst, mode in (
+        (tls.cafile, copies.cafile, 0o644),
+        (tls.certfile, copies.certfile, 0o644),
+        (tls.keyfile, copies.keyfile, 0o600),
+    ):
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(Path(src).read_bytes())
+        _give_to_mosquitto(dst)
+    return copies
+
+
 class Mosquitto:
     """One private broker. `start`, `stop`, `restart` (same port, same data), `kill`."""
 
@@ -144,6 +165,7 @@ class Mosquitto:
             acl_file.write_text(acl)
             os.chmod(acl_file, 0o640)
             _give_to_mosquitto(acl_file)
+        listener_tls = _private_tls_copy(tls, self.workdir) if tls is not None else None
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         _give_to_mosquitto(data)
@@ -156,7 +178,7 @@ class Mosquitto:
                 acl_file=acl_file,
                 max_queued_messages=max_queued_messages,
                 persistence=persistence,
-                tls=tls,
+                tls=listener_tls,
             )
         )
         os.chmod(self.config_path, 0o644)
