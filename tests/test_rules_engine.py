@@ -281,6 +281,39 @@ def test_property_grid_lookup_matches_exact_geometry(x: float, y: float) -> None
     assert d == pytest.approx(max(-m, min(m, BUNDLE.border.exact(x, y))), abs=1e-6)
 
 
+def _near_border() -> st.SearchStrategy[tuple[float, float]]:
+    """Points within ~150 m of the demo border (where the distance is deferred)."""
+    ring = list(BUNDLE.border.boundary.coords)
+    return st.tuples(
+        st.integers(0, len(ring) - 2), st.floats(0, 1), st.floats(-150, 150), st.floats(-150, 150)
+    ).map(
+        lambda t: (
+            ring[t[0]][0] + t[1] * (ring[t[0] + 1][0] - ring[t[0]][0]) + t[2],
+            ring[t[0]][1] + t[1] * (ring[t[0] + 1][1] - ring[t[0]][1]) + t[3],
+        )
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_near_border())
+def test_property_deferred_border_distance_bounds_the_exact_one(xy: tuple[float, float]) -> None:
+    """``locate`` defers the border distance near the border; the cell's side and gap then
+    bound it (so a hysteresis comparison they settle is the exact one's), and ``exact``
+    gives what ``lookup`` gives."""
+    x, y = xy
+    grid = BUNDLE.plan.grid
+    hits, d = grid.lookup(x, y)
+    hits2, d2, cell = grid.locate(x, y)
+    assert hits2 == hits
+    assert grid.exact(x, y, cell) == pytest.approx(d, abs=1e-9)
+    if d2 is None:
+        side, gap = cell[5], cell[6]
+        if side:
+            assert (d > 0) == (side > 0) and abs(d) >= gap - 1e-9
+    else:
+        assert d2 == d
+
+
 def test_grid_lookup_on_zone_edges_and_corners() -> None:
     # Points exactly on a zone's edge count as in it (as STRtree "intersects" does).
     zone = BUNDLE.zones.geoms[0]

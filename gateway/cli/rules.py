@@ -53,16 +53,27 @@ def explain(
     lon: float = typer.Option(..., "--lon", min=-180, max=180, help="Longitude, WGS 84 degrees."),
     vehicle_type: str | None = typer.Option(None, "--vehicle-type", help="GBFS vehicle_type_id."),
     at: str | None = typer.Option(None, "--at", help="Time: epoch seconds or RFC 3339 (now)."),
+    occupancy: list[str] = typer.Option(
+        [], "--occupancy", help="Vehicles parked in a virtual parking now: ID=N (repeatable)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Print what applies at a position: network area, speed limit, ride rules, zones."""
+    """Print what applies at a position: network area, speed limit, ride rules, zones,
+    virtual parkings with their capacity."""
     import json
 
     from gateway.rules import explain as do_explain
 
     t = _parse_at(at)
+    known: dict[int, int] = {}
+    for item in occupancy:
+        pid, _, n = item.partition("=")
+        try:
+            known[int(pid)] = int(n)
+        except ValueError:
+            raise typer.BadParameter("--occupancy takes ID=N, e.g. 12=4") from None
     b = _load(bundle, as_json)
-    result = do_explain(b, lat, lon, vehicle_type, t)
+    result = do_explain(b, lat, lon, vehicle_type, t, parking_occupancy=known.get)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -75,9 +86,18 @@ def explain(
         "ride_end_allowed",
         "ride_through_allowed",
         "station_parking",
+        "parking_required",
     ):
         typer.echo(f"{key:22} {result[key]}")
+    if result["ride_end_reasons"]:
+        typer.echo(f"{'ride_end_reasons':22} {', '.join(result['ride_end_reasons'])}")
     typer.echo(f"{'zones':22} {', '.join(result['zones']) or '-'}")
+    for q in result["virtual_parkings"]:
+        occ = "occupancy unknown" if q["occupancy"] is None else f"{q['occupancy']} parked"
+        full = " (full)" if q["full"] else ""
+        typer.echo(
+            f"{'virtual_parking':22} {q['id']} {q['name']}: capacity {q['capacity']}, {occ}{full}"
+        )
 
 
 @app.command()
@@ -89,12 +109,19 @@ def check(
     import json
 
     b = _load(bundle, as_json)
+    parkings = [
+        {"id": p.id, "name": p.name or f"virtual-parking-{p.id}", "capacity": p.capacity}
+        for p in b.config.virtual_parkings
+    ]
     summary = {
         "ok": True,
         "version": b.version,
         "source": b.source,
         "speed_zones": len(b.config.speed_zones),
         "virtual_parkings": len(b.config.virtual_parkings),
+        "parkings": parkings,
+        "parking_capacity": sum(p["capacity"] for p in parkings),
+        "parking_required": b.config.parking_required,
         "gbfs_zones": len(b.gbfs.zones) if b.gbfs else 0,
         "border": b.config.border is not None,
         "problems": [],
@@ -103,3 +130,10 @@ def check(
         typer.echo(json.dumps(summary))
     else:
         typer.echo(f"{bundle}: ok, version {b.version} ({b.source})")
+        if parkings:
+            need = ", required to end a trip" if b.config.parking_required else ""
+            total = summary["parking_capacity"]
+            typer.echo(f"  {len(parkings)} virtual parking(s), capacity {total}{need}")
+            for p in parkings:
+                note = " (no vehicle may be left here)" if p["capacity"] == 0 else ""
+                typer.echo(f"    {p['id']} {p['name']}: capacity {p['capacity']}{note}")

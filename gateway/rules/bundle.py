@@ -175,6 +175,10 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
     _unique(config.speed_zones, "speed_zones", problems)
     _unique(config.virtual_parkings, "virtual_parkings", problems)
     _unique(config.vehicle_settings, "vehicle_settings", problems, key="model_id")
+    if config.parking_required and not config.virtual_parkings:
+        problems.append(
+            Problem("parking_required", "a trip could end nowhere: no virtual_parkings given")
+        )
     shapes: list[list] = []
     locs: list[str] = []
     entries: list[IndexedZone] = []

@@ -170,4 +170,6 @@ class DashboardBundle(_Model):
     vehicle_settings: list[VehicleSettings] = []
     pricing: list[Pricing] = []
     safety: Safety = Safety()
+    # Gateway-side, not a dashboard field: a trip may end only in a virtual parking.
+    parking_required: bool = False
     gbfs: dict | None = None

@@ -58,6 +58,8 @@ class NotificationKind(StrEnum):
     TRIP_TOO_LONG = "trip-too-long"
     VEHICLE_STOLEN = "vehicle-stolen"
     NO_RIDE_THROUGH_ZONE = "no-ride-through-zone"
+    PARKING_FULL = "parking-full"
+    OUTSIDE_PARKING = "outside-parking"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,10 @@ class Decisions:
     ``max_speed_kph`` is the effective limit (the minimum of every applicable limit, None if
     none applies); ``limits`` names each limit that applied. ``position_used`` is False when
     the fix was stale or too inaccurate, in which case no place-based rule acted.
+    ``ride_end_allowed`` says whether the trip may end here (None: no rule says);
+    ``ride_end_reasons`` names what refuses it: ``gbfs.ride_end_allowed``, ``parking-full``
+    (every virtual parking at the fix is full) or ``outside-parking`` (the bundle requires a
+    parking and none is within the fix's buffer).
     """
 
     vehicle_id: str
@@ -116,6 +122,7 @@ class Decisions:
     zones: tuple[str, ...]
     position_used: bool
     ride_end_allowed: bool | None = None
+    ride_end_reasons: tuple[str, ...] = ()
 
     def command_kinds(self) -> list[CommandKind]:
         return [c.kind for c in self.commands]
@@ -137,6 +144,7 @@ def make_decisions(
     zones: tuple[str, ...],
     position_used: bool,
     ride_end_allowed: bool | None,
+    ride_end_reasons: tuple[str, ...] = (),
 ) -> Decisions:
     """``Decisions(...)`` for the engine's hot path: the same frozen object, built in one
     step (a frozen dataclass's ``__init__`` pays a guarded ``setattr`` per field)."""
@@ -156,6 +164,7 @@ def make_decisions(
             "zones": zones,
             "position_used": position_used,
             "ride_end_allowed": ride_end_allowed,
+            "ride_end_reasons": ride_end_reasons,
         },
     )
     return d

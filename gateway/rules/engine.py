@@ -31,7 +31,7 @@ from gateway.rules.decisions import (
     NotificationKind,
     make_decisions,
 )
-from gateway.rules.plan import SPEED, Plan
+from gateway.rules.plan import SPEED, Plan, point
 from gateway.rules.pricing import trip_cost
 
 LOCK_RESEND_S = 30.0
@@ -87,6 +87,10 @@ class _Track:
     price_plan: Any = None
     credit_key: Trip | None = None
     credit_from: float = 0.0
+    end_reasons: tuple[str, ...] = ()
+    end_parkings: tuple[dict[str, Any], ...] = ()
+    end_noted: tuple | None = None
+    parked_in: tuple[int, ...] = ()
 
 
 _MOVING = AlertType.VEHICLE_ILLEGAL_MOVING
@@ -94,6 +98,7 @@ _UNLOCKED = AlertType.UNEXPECTED_UNLOCK
 _OUT = AlertType.VEHICLE_OUT_OF_NETWORK_AREA
 _HIGH = AlertSeverity.HIGH
 _POSITION = attrgetter("lat", "lon", "fix_time", "accuracy_m")
+_dwithin = shapely.lib.dwithin
 
 
 def _usable(p: Plan, st: VehicleState, now: float) -> bool:
@@ -107,12 +112,32 @@ def _usable(p: Plan, st: VehicleState, now: float) -> bool:
     )
 
 
-class RulesEngine:
-    """Evaluates vehicle states against the running bundle; ``swap`` installs a new one."""
+OccupancyProvider = Callable[[int], "int | None"]
+_PARKING_RULE = {"parking-full": "virtual_parkings.capacity", "outside-parking": "parking_required"}
+_PARKING_NOTE = {
+    "parking-full": NotificationKind.PARKING_FULL,
+    "outside-parking": NotificationKind.OUTSIDE_PARKING,
+}
 
-    def __init__(self, bundle: RuleBundle, clock: Callable[[], float] = time.time) -> None:
+
+class RulesEngine:
+    """Evaluates vehicle states against the running bundle; ``swap`` installs a new one.
+
+    ``parking_occupancy(parking_id)`` (optional) tells how many vehicles are parked in a
+    virtual parking now; where it is absent or answers None, the engine counts the vehicles
+    it has seen parked there itself (locked, no trip, last usable fix inside).
+    """
+
+    def __init__(
+        self,
+        bundle: RuleBundle,
+        clock: Callable[[], float] = time.time,
+        parking_occupancy: OccupancyProvider | None = None,
+    ) -> None:
         self._holder = BundleHolder(bundle)
         self._clock = clock
+        self._occupancy = parking_occupancy
+        self._parked: dict[int, set[str]] = {}
         self._tracks: dict[str, _Track] = {}
         s = bundle.safety
         self.alerts = AlertBook(
@@ -159,7 +184,7 @@ class RulesEngine:
             and -90 <= lat <= 90  # NaN fails every comparison
             and -180 <= lon <= 180
         ):
-            place = p.grid.lookup((lon - p.lon0) * p.kx, (lat - p.lat0) * p.ky)
+            place = p.grid.locate((lon - p.lon0) * p.kx, (lat - p.lat0) * p.ky)
         else:
             place = None
         return self._decide(b, p, state, t, place)
@@ -187,7 +212,7 @@ class RulesEngine:
         )
         xs = ((lon - p.lon0) * p.kx).tolist()
         ys = ((lat - p.lat0) * p.ky).tolist()
-        lookup = p.grid.lookup
+        lookup = p.grid.locate
         decide = self._decide
         # A batch makes thousands of small acyclic objects that all live until it returns;
         # the cyclic collector would scan them (and the whole heap) several times over.
@@ -247,6 +272,7 @@ class RulesEngine:
             tr.done = {k for k in tr.done if not k.startswith("trip:")}
             tr.too_long_at = None
             tr.price_plan = None
+            tr.end_noted = None
         done = tr.done
         locked = st.locked
         battery = st.battery
@@ -257,18 +283,25 @@ class RulesEngine:
         alerts: list[AlertDecision] = []
         inp: dict[str, Any] | None = None
         duration = cost = None
-        border_d = None
+        border_d = cell_d = None
 
         # Place: border hysteresis, zones, GBFS rules (only from a usable fix).
         left_now = no_through_note = False
+        end_note: tuple | None = None
         if place is not None:
-            hits, border_d = place
+            hits, border_d, cell = place
             buffer = st.accuracy_m if st.accuracy_m > p.min_buffer_m else p.min_buffer_m
             held = tr.zone_hits
             if held is not hits and held and held != hits and tr.zone_plan is p:
                 hits = self._hold_speed_zones(p, st, held, hits, buffer)
             tr.zone_hits, tr.zone_plan = hits, p
-            if border_d is not None:
+            if p.has_border_geometry:
+                if border_d is None:  # near the border: the cell's side and gap may settle it
+                    if cell[5] and cell[6] > buffer:
+                        border_d = cell[6] * cell[5]  # a bound; exact only for the inputs
+                        cell_d = cell
+                    else:
+                        border_d = self._border_exact(p, st, cell)
                 outside = tr.outside
                 if (border_d > buffer) if outside else (border_d < -buffer):
                     since = tr.candidate_since
@@ -293,6 +326,7 @@ class RulesEngine:
                 if r is None:
                     r = p.gbfs_place(info, st.vehicle_type_id, trip is not None, now)
                 place_limits, labels, ride_end, through = r
+                r_end = ride_end
                 if through is False and trip is not None:
                     if "trip:no_through" not in done:
                         done.add("trip:no_through")
@@ -303,12 +337,42 @@ class RulesEngine:
                     inside = through
             else:
                 place_limits, labels, ride_end = info.limits, info.labels, None
+                r_end = None
             if tr.outside and p.border_reduce:
                 place_limits = {**place_limits, "border.reduce_vehicle_speed": slow}
             tr.place_limits = place_limits
             tr.inside = inside
             tr.zones = labels
+            # May the trip end here? GBFS's ride_end_allowed, then the virtual parkings; a
+            # trip ends at rest, so the parkings are looked at only at walking speed or below.
+            if trip is not None and not moving and (info.parkings or p.parking_required):
+                refusal, seen = self._parking_end(p, info.parkings, st, buffer)
+                tr.end_parkings = seen
+                if refusal is not None:
+                    ride_end = False
+                    tr.end_reasons = (
+                        ("gbfs.ride_end_allowed", refusal) if r_end is False else (refusal,)
+                    )
+                    # Tell the rider once per refusal (and parkings), not per report.
+                    key = (refusal, tuple(q["id"] for q in seen))
+                    if key != tr.end_noted:
+                        tr.end_noted = end_note = key
+                else:
+                    tr.end_reasons = ("gbfs.ride_end_allowed",) if ride_end is False else ()
+                    tr.end_noted = None
+                    if ride_end is None and seen:
+                        ride_end = True  # a parking here has room
+            else:
+                tr.end_reasons = ("gbfs.ride_end_allowed",) if ride_end is False else ()
+                tr.end_parkings = ()
+                if not moving:
+                    tr.end_noted = None
             tr.ride_end_allowed = ride_end
+            parked = info.parking_ids if (trip is None and locked) else ()
+            if parked != tr.parked_in:
+                self._repark(vid, tr, parked)
+        elif tr.parked_in and (trip is not None or not locked):
+            self._repark(vid, tr, ())
 
         limits = dict(tr.place_limits)
         if p.has_speed_settings:
@@ -367,7 +431,12 @@ class RulesEngine:
                         _HIGH,
                         now,
                         "border.trigger_alert",
-                        {**inp, "border_distance_m": border_d},
+                        {
+                            **inp,
+                            "border_distance_m": self._border_exact(p, st, cell_d)
+                            if cell_d is not None
+                            else border_d,
+                        },
                     )
                     if a is not None:
                         alerts.append(a)
@@ -392,6 +461,17 @@ class RulesEngine:
                     inp,
                 )
             )
+        if end_note is not None:
+            inp = inp or self._inputs(b, st, now, tr, duration, cost)
+            notes.append(
+                Notification(
+                    _PARKING_NOTE[end_note[0]],
+                    vid,
+                    _PARKING_RULE[end_note[0]],
+                    True,
+                    {**inp, "parkings": [dict(q) for q in tr.end_parkings]},
+                )
+            )
         if left_now and p.border_notify and trip is not None:
             inp = inp or self._inputs(b, st, now, tr, duration, cost)
             notes.append(
@@ -400,7 +480,12 @@ class RulesEngine:
                     vid,
                     "border.notify_user",
                     True,
-                    {**inp, "border_distance_m": border_d},
+                    {
+                        **inp,
+                        "border_distance_m": self._border_exact(p, st, cell_d)
+                        if cell_d is not None
+                        else border_d,
+                    },
                 )
             )
         for kind, extra_inputs in timer_events:
@@ -494,7 +579,67 @@ class RulesEngine:
             tr.zones,
             place is not None,
             tr.ride_end_allowed,
+            tr.end_reasons,
         )
+
+    # -- virtual parkings -----------------------------------------------------------------
+    def occupancy(self, parking_id: int) -> tuple[int, str]:
+        """How many vehicles are parked in a virtual parking, and where the number is from:
+        ``provider`` (the injected ``parking_occupancy``), or ``observed`` (the vehicles this
+        engine last saw parked there: locked, no trip) when there is no provider, it answers
+        None, or it fails (``provider-error``)."""
+        f = self._occupancy
+        if f is not None:
+            try:
+                n = f(parking_id)
+            except Exception:  # the provider is the shell's; a failure is an unknown count
+                return len(self._parked.get(parking_id, ())), "provider-error"
+            if n is not None:
+                return int(n), "provider"
+        return len(self._parked.get(parking_id, ())), "observed"
+
+    def _repark(self, vid: str, tr: _Track, parked: tuple[int, ...]) -> None:
+        """Move a vehicle's place in the observed occupancy counts."""
+        for pid in tr.parked_in:
+            s = self._parked.get(pid)
+            if s is not None:
+                s.discard(vid)
+                if not s:
+                    del self._parked[pid]
+        for pid in parked:
+            self._parked.setdefault(pid, set()).add(vid)
+        tr.parked_in = parked
+
+    def _parking_end(
+        self, p: Plan, parks: tuple[int, ...], st: VehicleState, buffer: float
+    ) -> tuple[str | None, tuple[dict[str, Any], ...]]:
+        """May a trip end at this fix as far as virtual parkings go? (refusal or None, the
+        parkings looked at). A parking has room while its occupancy is below its capacity
+        (capacity 0: never). The parkings the fix is in are looked at first; if none has
+        room, those within the fix's buffer too (GPS error must not trap a rider next to a
+        free parking). Refused: ``parking-full`` if parkings were found but all are full,
+        ``outside-parking`` if the bundle requires a parking and none was found."""
+        seen: list[dict[str, Any]] = []
+        for i in parks:
+            if self._room(p, i, seen):
+                return None, tuple(seen)
+        x, y = (st.lon - p.lon0) * p.kx, (st.lat - p.lat0) * p.ky
+        for i in p.parkings_near(x, y, buffer):
+            if i not in parks and self._room(p, i, seen):
+                return None, tuple(seen)
+        if seen:
+            return "parking-full", tuple(seen)
+        return ("outside-parking" if p.parking_required else None), ()
+
+    def _room(self, p: Plan, i: int, seen: list[dict[str, Any]]) -> bool:
+        z = p.parkings[i]
+        n, source = self.occupancy(z.id)
+        seen.append({"id": z.id, "capacity": z.capacity, "occupancy": n, "source": source})
+        return n < z.capacity
+
+    @staticmethod
+    def _border_exact(p: Plan, st: VehicleState, cell: tuple) -> float:
+        return p.grid.exact((st.lon - p.lon0) * p.kx, (st.lat - p.lat0) * p.ky, cell)
 
     @staticmethod
     def _hold_speed_zones(
@@ -515,8 +660,8 @@ class RulesEngine:
             if x < x0 - buffer or x > x1 + buffer or y < y0 - buffer or y > y1 + buffer:
                 continue  # farther than the buffer from the zone's bounding box
             if pt is None:
-                pt = shapely.Point(x, y)
-            if shapely.distance(geoms[i], pt) <= buffer:
+                pt = point(x, y)
+            if _dwithin(geoms[i], pt, buffer):
                 keep += (i,)
         return tuple(sorted(hits + keep)) if keep else hits
 
@@ -606,4 +751,29 @@ class RulesEngine:
                 res, _ = p.resolve(p.place(hits), state.vehicle_type_id, t)
                 if res.ride_start_allowed is False:
                     reasons.append("gbfs.ride_start_allowed")
+        return not reasons, reasons
+
+    def check_end(self, state: VehicleState, now: float | None = None) -> tuple[bool, list[str]]:
+        """May the rider end the trip here (asked when the rider ends it)? Returns (allowed,
+        reasons refused): ``gbfs.ride_end_allowed``, ``parking-full``, ``outside-parking``,
+        or ``position.unusable`` when the fix is stale or inaccurate and the bundle has a rule
+        that needs the place (a required parking, GBFS rules). Occupancy is read now; the
+        engine's memory is left alone. Ends the engine decides itself (battery, credit, time)
+        are never refused."""
+        b = self._holder.current
+        t = self._clock() if now is None else now
+        p = b.plan or self._plan(b)
+        place = self._place(p, state, t)
+        if place is None:
+            needs_place = p.parking_required or p.gbfs is not None
+            return (False, ["position.unusable"]) if needs_place else (True, [])
+        info = p.place(place[0])
+        reasons: list[str] = []
+        if p.gbfs is not None and p.gbfs_place(info, state.vehicle_type_id, True, t)[2] is False:
+            reasons.append("gbfs.ride_end_allowed")
+        if info.parkings or p.parking_required:
+            buffer = max(state.accuracy_m, p.min_buffer_m)
+            refusal, _ = self._parking_end(p, info.parkings, state, buffer)
+            if refusal is not None:
+                reasons.append(refusal)
         return not reasons, reasons

@@ -124,24 +124,33 @@ class BorderIndex:
         point can be nearest to no point in it, and is left out; so a small box keeps only a
         few segments, and ``near`` stays cheap.
         """
+        return self.candidates_and_gap(x0, y0, x1, y1)[0]
+
+    def candidates_and_gap(self, x0: float, y0: float, x1: float, y1: float) -> tuple[tuple, float]:
+        """``candidates`` and the gap: the least distance from the box to the border (0 if
+        the border crosses the box; ``margin_m`` if no segment is within it). Every point of
+        the box is at least the gap from the border, on the side of the box's centre."""
         m = self.margin_m
         box = shapely.box(x0, y0, x1, y1)
         idx = np.sort(self.seg_tree.query(box, predicate="dwithin", distance=m))
         if len(idx) == 0:
-            return ()
+            return (), m
         geoms = self.seg_tree.geometries[idx]
         near_box = shapely.distance(geoms, box)
         centre = shapely.Point((x0 + x1) / 2, (y0 + y1) / 2)
         reach = shapely.distance(geoms, centre).min() + math.hypot(x1 - x0, y1 - y0) / 2
-        idx = idx[near_box <= reach]
+        keep = near_box <= reach
+        gap = float(near_box.min())
+        idx = idx[keep]
         out = []
         for ax, ay, bx, by in self.segments[idx].tolist():
             dx, dy = bx - ax, by - ay
             out.append((ax, ay, dx, dy, dx * dx + dy * dy))
-        return tuple(out)
+        return tuple(out), gap
 
-    def near(self, x: float, y: float, segs: tuple) -> float:
-        """Signed distance using candidate segments; clamped to +-margin_m."""
+    def near(self, x: float, y: float, segs: tuple, side: int = 0) -> float:
+        """Signed distance using candidate segments; clamped to +-margin_m. ``side`` (+1
+        inside, -1 outside, 0 unknown) spares the point-in-polygon test when known."""
         best = self.margin_m * self.margin_m
         for ax, ay, dx, dy, l2 in segs:
             px, py = x - ax, y - ay
@@ -155,6 +164,8 @@ class BorderIndex:
             if d2 < best:
                 best = d2
         d = math.sqrt(best)
+        if side:
+            return d if side > 0 else -d
         return d if shapely.contains_xy(self.polygon, x, y) else -d
 
     def signed_distance(self, x: float, y: float) -> float:

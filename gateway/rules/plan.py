@@ -24,6 +24,12 @@ from gateway.rules.geometry import BorderIndex, ZoneIndex
 SPEED, PARKING, GBFS = 0, 1, 2
 MAX_CACHED = 1 << 18
 _intersects_xy = shapely.lib.intersects_xy  # the ufunc itself: no wrapper per point
+_points, _NAN_ALLOW = shapely.lib.points, np.intc(0)
+
+
+def point(x: float, y: float) -> Any:
+    """A shapely point, made by the ufunc (half the cost of ``shapely.Point(x, y)``)."""
+    return _points(np.array((x, y)), _NAN_ALLOW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,7 @@ class PlaceInfo:
     gbfs: tuple[int, ...]
     parkings: tuple[int, ...]
     timed: bool
+    parking_ids: tuple[int, ...] = ()
     gbfs_cache: dict = field(default_factory=dict, compare=False)
 
 
@@ -85,13 +92,15 @@ class CellGrid:
             edge = tuple(ids[~covered].tolist())
         dist: float | None = None
         segs: tuple = ()
+        side, gap = 0, 0.0
         b = self.border
         if b is not None:
-            segs = b.candidates(x0, y0, x0 + c, y0 + c)
+            segs, gap = b.candidates_and_gap(x0, y0, x0 + c, y0 + c)
+            if not segs or gap > 0:
+                side = 1 if shapely.contains_xy(b.polygon, x0 + c / 2, y0 + c / 2) else -1
             if not segs:
-                inner = shapely.contains_xy(b.polygon, x0 + c / 2, y0 + c / 2)
-                dist = b.margin_m if inner else -b.margin_m
-        return (inside, edge, dist, segs, bool(edge) or bool(segs))
+                dist = b.margin_m * side
+        return (inside, edge, dist, segs, bool(edge) or bool(segs), side, gap)
 
     def _build(self, key: tuple[int, int]) -> tuple:
         c = self.cell_m
@@ -106,7 +115,7 @@ class CellGrid:
         ids = np.asarray(parent[1], dtype=np.intp)
         info = self._classify(key[0] * f, key[1] * f, f, ids, parent[0])
         if parent[2] is not None:  # the parent's border distance holds here too
-            info = (info[0], info[1], parent[2], (), bool(info[1]))
+            info = (info[0], info[1], parent[2], (), bool(info[1]), parent[5], parent[6])
         if len(self.fine) >= MAX_CACHED:
             self.fine.clear()
         self.fine[key] = info
@@ -126,15 +135,51 @@ class CellGrid:
             info = self.fine.get(key2)
             if info is None:
                 info = self._build_fine(key2, parent)
-        hits, edge, dist, segs, _ = info
+        hits, edge, dist, segs = info[:4]
         if edge:
             geoms = self.geoms
             more = [i for i in edge if _intersects_xy(geoms[i], x, y)]
             if more:
                 hits = tuple(sorted(hits + tuple(more))) if hits else tuple(more)
         if dist is None and self.border is not None:
-            dist = self.border.near(x, y, segs)
+            dist = self.border.near(x, y, segs, info[5])
         return hits, dist
+
+    def locate(self, x: float, y: float) -> tuple[tuple[int, ...], float | None, tuple]:
+        """``lookup`` that defers the exact border distance: (zones hit, distance, cell).
+
+        The distance is None where the border is near (within the margin) of the cell; then
+        the cell's ``side`` (``cell[5]``: +1 inside, -1 outside, 0 crossed) and ``gap``
+        (``cell[6]``: every point is at least this far from the border) often settle a
+        comparison, and ``exact(x, y, cell)`` gives the distance when a decision needs it.
+        """
+        c = self.cell_m
+        key = (int(x // c), int(y // c))
+        info = self.cells.get(key)
+        if info is None:
+            info = self._build(key)
+        if info[4]:
+            c = self.fine_m
+            key2 = (int(x // c), int(y // c))
+            parent = info
+            info = self.fine.get(key2)
+            if info is None:
+                info = self._build_fine(key2, parent)
+        hits = info[0]
+        edge = info[1]
+        if edge:
+            geoms = self.geoms
+            more = [i for i in edge if _intersects_xy(geoms[i], x, y)]
+            if more:
+                hits = tuple(sorted(hits + tuple(more))) if hits else tuple(more)
+        return hits, info[2], info
+
+    def exact(self, x: float, y: float, cell: tuple) -> float:
+        """The signed border distance (clamped to +-margin) at (x, y) in ``cell``."""
+        d = cell[2]
+        if d is not None:
+            return d  # type: ignore[no-any-return]
+        return self.border.near(x, y, cell[3], cell[5])  # type: ignore[union-attr]
 
 
 class Plan:
@@ -194,12 +239,30 @@ class Plan:
         self.kx, self.ky = projection.kx, projection.ky
         self.entries = entries
         self.speed_zones = config.speed_zones
+        self.parkings = config.virtual_parkings
+        self.parking_required = config.parking_required
+        self._parking_tree: Any = None
         self.gbfs = gbfs
         self.grid = CellGrid(zones, border)
+        self.has_border_geometry = border is not None
         self.bounds = shapely.bounds(self.grid.geoms).tolist() if len(zones) else []
         self._places: dict[tuple[int, ...], PlaceInfo] = {}
         self._resolved: dict[tuple, tuple[gbfs_mod.Resolved, list[str]]] = {}
         self._prices: dict[float, Any] = {}
+
+    def parkings_near(self, x: float, y: float, distance: float) -> list[int]:
+        """Positions of the virtual parkings within ``distance`` metres of (x, y), in file
+        order (an STRtree of the parkings alone, built at the first use)."""
+        if not self.parkings:
+            return []
+        t = self._parking_tree
+        if t is None:
+            at = [i for i, e in enumerate(self.entries) if e.kind == PARKING]
+            pos = [self.entries[i].pos for i in at]
+            t = self._parking_tree = (shapely.STRtree(self.grid.geoms[at]), np.asarray(pos))
+        tree, pos = t
+        idx = tree.query(point(x, y), predicate="dwithin", distance=distance)
+        return sorted(pos[idx].tolist())
 
     def place(self, hits: tuple[int, ...]) -> PlaceInfo:
         """Labels and speed limits of a set of zone positions (cached per set)."""
@@ -224,7 +287,8 @@ class Plan:
                 gbfs.append(e.pos)
                 z = self.gbfs.zones[e.pos]  # type: ignore[union-attr]
                 timed = timed or z.start is not None or z.end is not None
-        info = PlaceInfo(tuple(labels), limits, tuple(gbfs), tuple(parkings), timed)
+        ids = tuple(self.parkings[i].id for i in parkings)
+        info = PlaceInfo(tuple(labels), limits, tuple(gbfs), tuple(parkings), timed, ids)
         if len(self._places) >= MAX_CACHED:
             self._places.clear()
         self._places[hits] = info
