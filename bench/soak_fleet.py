@@ -131,6 +131,7 @@ def main() -> None:
     for key in ("rss_first_mb", "rss_last_mb", "rss_peak_mb", "rss_growth_second_half_mb"):
         print(f"  {key:28} {result[key]:8}")
     print(f"  daemon alive at the end       {alive}; SIGTERM exit code {daemon.returncode}")
+    print(f"  fleet summary                 {json.dumps(result['fleet'])}")
 
 
 if __name__ == "__main__":
