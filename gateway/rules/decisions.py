@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# The dashboard's alert enums have one home (the protocol); re-exported for the engine's users.
+from gateway.protocol.enums import AlertSeverity as AlertSeverity
+from gateway.protocol.enums import AlertType as AlertType
+
 
 class CommandKind(StrEnum):
     """Vehicle commands the daemon sends over MQTT."""
@@ -20,29 +24,6 @@ class CommandKind(StrEnum):
     UNLOCK = "unlock"
     TRIP_HOLD = "trip_hold"
     END_TRIP = "end_trip"
-
-
-class AlertType(StrEnum):
-    """The fleet dashboard's ``AlertType`` enum."""
-
-    UNEXPECTED_UNLOCK = "unexpected-unlock"
-    SPOT_IDENTIFY_FAIL = "spot-identify-fail"
-    SPOT_HIGH_TEMPERATURE = "spot-high-temperature"
-    STATION_POWER_CUT = "station-power-cut"
-    STATION_ALARM_TRIGGERED = "station-alarm-triggered"
-    VEHICLE_ILLEGAL_MOVING = "vehicle-illegal-moving"
-    VEHICLE_DISMANTLING = "vehicle-dismantling"
-    VEHICLE_LIFTED = "vehicle-lifted"
-    VEHICLE_FALLEN = "vehicle-fallen"
-    VEHICLE_OUT_OF_NETWORK_AREA = "vehicle-out-of-network-area"
-
-
-class AlertSeverity(StrEnum):
-    """The fleet dashboard's ``AlertSeverity`` enum."""
-
-    LOW = "low"
-    HIGH = "high"
-    CRITICAL = "critical"
 
 
 class AlertAction(StrEnum):

@@ -16,22 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gateway.protocol.enums import AlertSeverity, AlertType
 from gateway.store._db import Database, StoreError
 from gateway.store._schema import MIGRATIONS
 
-ALERT_TYPES = (
-    "unexpected-unlock",
-    "spot-identify-fail",
-    "spot-high-temperature",
-    "station-power-cut",
-    "station-alarm-triggered",
-    "vehicle-illegal-moving",
-    "vehicle-dismantling",
-    "vehicle-lifted",
-    "vehicle-fallen",
-    "vehicle-out-of-network-area",
-)
-ALERT_SEVERITIES = ("low", "high", "critical")
+ALERT_TYPES = tuple(t.value for t in AlertType)  # the dashboard's enums, one home
+ALERT_SEVERITIES = tuple(s.value for s in AlertSeverity)
 TECHNOLOGIES = ("nfc", "qrcode", "data_matrix", "aztec", "pdf417")
 TOKEN_ENCRYPTIONS = ("static", "aes-128")
 COMMAND_STATES = ("journaled", "sent", "acked", "failed", "timeout")
