@@ -349,3 +349,21 @@ def test_acl_grants_each_device_only_its_own_topics() -> None:
     assert writes == {VEHICLE.topic(c) for c in DEVICE_CHANNELS[DeviceKind.VEHICLE]}
     assert all("#" not in line and "+" not in line for line in veh)
     assert "topic readwrite dockgate/#" in blocks["user gateway"]
+
+
+def test_the_largest_legitimate_station_status_fits_the_size_limit() -> None:
+    """A 64-spot station, every spot full with a 10-character serial, must not be refused."""
+    status = StationStatus(
+        ts=now_ms(),
+        device_id="ST-" + "9" * 29,
+        spots=[
+            SpotStatus(spot=n, state="occupied", locked=True, vehicle_id=f"SXB{n:07d}")
+            for n in range(1, 65)
+        ],
+        mains=False,
+        battery=100,
+    )
+    payload = encode(status)
+    assert len(payload) <= MAX_PAYLOAD
+    topic = DeviceRef.station(1, status.device_id).topic(Channel.STATUS)
+    assert len(decode(topic, payload).payload.spots) == 64

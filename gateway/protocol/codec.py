@@ -27,7 +27,7 @@ from gateway.protocol.messages import (
 )
 from gateway.protocol.topics import DeviceRef, TopicError, parse_topic
 
-MAX_PAYLOAD: Final = 4096  # bytes; the largest legitimate payload (64-spot status) is ~3 KiB
+MAX_PAYLOAD: Final = 8192  # bytes; the largest legitimate one (a full 64-spot status) ~4.6 KiB
 MAX_FUTURE_MS: Final = 5 * 60 * 1000  # device clocks may run ahead by this much, not more
 
 ERROR_CODES: Final = (
