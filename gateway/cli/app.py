@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import reader, rules, run, sim, tag
+from gateway.cli import demo, reader, rules, run, sim, tag
 
 app = typer.Typer(
     name="dockgate",
@@ -17,6 +17,7 @@ app.add_typer(reader.app, name="reader")
 app.add_typer(sim.app, name="sim")
 app.add_typer(rules.app, name="rules")
 app.command("run")(run.run)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -1,0 +1,33 @@
+"""`dockgate demo`: the whole system on embedded defaults, playing a scripted day."""
+
+from __future__ import annotations
+
+import typer
+
+
+def demo(
+    once: bool = typer.Option(
+        False, "--once", help="Play the day once and exit (0 only if every step passed)."
+    ),
+    no_ui: bool = typer.Option(
+        False, "--no-ui", help="Plain lines instead of the live table (automatic without a TTY)."
+    ),
+    speed: float = typer.Option(
+        30.0, "--speed", help="Simulated seconds per real second for the fleet (1-120)."
+    ),
+    break_step: str | None = typer.Option(
+        None,
+        "--break-step",
+        help="Self-test of the checks: make this step fail on purpose (clone-replay, catch-up).",
+    ),
+) -> None:
+    """Start Mosquitto, pcscd, the gateway and a simulated fleet; play a scripted day."""
+    from gateway.demo import DemoOptions, run_demo
+
+    options = DemoOptions(once=once, ui=not no_ui, speed=speed, break_step=break_step)
+    try:
+        options.check()
+    except ValueError as exc:
+        typer.echo(f"dockgate demo: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_demo(options))
