@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -23,7 +24,7 @@ import uvicorn
 from api import create_app
 from api.gbfs import GbfsSettings
 from api.metrics import GatewayMetrics
-from api.ports import SunPlayVerifier
+from api.ports import FlowCommandSender, SunPlayVerifier
 from api.status import status_router
 from drivers.mqtt import MqttDriver
 from drivers.readers.base import ReaderDriver
@@ -31,7 +32,7 @@ from gateway.daemon.settings import DaemonSettings, ReaderSettings
 from gateway.daemon.snapshot import status_snapshot
 from gateway.daemon.supervisor import Supervisor
 from gateway.flow import RideFlow
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, Priority
 from gateway.protocol import DeviceKind
 from gateway.rules import BundleHolder, RulesEngine, load_bundle
 from gateway.store import Database, Store
@@ -54,6 +55,13 @@ def make_reader(settings: ReaderSettings) -> ReaderDriver:
     from drivers.readers.pn532 import Pn532Reader
 
     return Pn532Reader(settings.path or "", reader_id=settings.id)
+
+
+def _reader_status(status: Any) -> dict[str, Any]:
+    """A reader's status as a plain dict (``ReaderStatus`` is a slots dataclass: no ``vars``)."""
+    if dataclasses.is_dataclass(status) and not isinstance(status, type):
+        return dataclasses.asdict(status)
+    return dict(vars(status))
 
 
 def _numeric_version(version: object) -> float:
@@ -82,6 +90,7 @@ class Daemon:
         self.api_port: int | None = None
         self.started = asyncio.Event()
         self.readers: dict[str, ReaderDriver] = {}
+        self.tap_failures = 0
         self._build()
 
     # -- construction -------------------------------------------------------------------------
@@ -91,7 +100,15 @@ class Daemon:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(data_dir / "dockgate.sqlite3")
         self.store = Store(self.db)
-        self.outbox = Outbox(self.db)
+        self.outbox = Outbox(
+            self.db,
+            limits={
+                Priority.OUTCOME: s.outbox.outcome,
+                Priority.STATE: s.outbox.state,
+                Priority.TELEMETRY: s.outbox.telemetry,
+            },
+            max_pending=s.outbox.max_pending,
+        )
         self.replay = ReplayStore(s.sun.replay_db or data_dir / "sun-replay.sqlite3")
         self.verifier = SunVerifier(s.sun, self.replay)
         self.taps = TapHandler(self.verifier)
@@ -109,7 +126,9 @@ class Daemon:
             network_id=s.site.network_id,
             readers={r.id: r.station_id for r in s.readers},
             station_devices={st.id: st.device_id for st in s.stations},
+            metrics=self.metrics,
         )
+        self._next_vehicle_id = max((int(v["id"]) for v in self.store.vehicles()), default=0) + 1
         self._known_serials = {v["serial_number"] for v in self.store.vehicles()}
         for reader in s.readers:
             self.readers[reader.id] = make_reader(reader)
@@ -138,7 +157,8 @@ class Daemon:
 
     def _register_vehicle(self, serial: str) -> None:
         """A vehicle the site has not seen yet joins the fleet on its first valid message."""
-        next_id = max((int(v["id"]) for v in self.store.vehicles()), default=0) + 1
+        next_id = self._next_vehicle_id
+        self._next_vehicle_id += 1
         self.store.upsert_vehicle(next_id, self.settings.site.network_id, serial)
         self._known_serials.add(serial)
         log.info("new vehicle", extra={"serial": serial, "vehicle_id": next_id})
@@ -175,9 +195,25 @@ class Daemon:
                     tap = self.taps.handle(event)
                     self.recent_taps.append(tap)
                     if not tap.duplicate:
-                        self.flow.spawn(self.flow.on_tap(tap, station_id=settings.station_id))
+                        task = self.flow.spawn(
+                            self.flow.on_tap(tap, station_id=settings.station_id)
+                        )
+                        task.add_done_callback(self._tap_done)
 
         return run
+
+    def _tap_done(self, task: asyncio.Task[Any]) -> None:
+        """A tap the flow could not handle is logged and counted, never lost silently."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.tap_failures += 1
+            log.error(
+                "tap handling failed",
+                exc_info=(type(exc), exc, exc.__traceback__),
+                extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
 
     async def _run_api(self) -> None:
         s = self.settings
@@ -186,6 +222,7 @@ class Daemon:
             self.store,
             self.outbox,
             tokens=tokens,
+            command_sender=FlowCommandSender(self.flow),
             play_verifier=SunPlayVerifier(self.verifier),
             gbfs=GbfsSettings(name=s.site.name),
             metrics=self.metrics,
@@ -277,7 +314,11 @@ class Daemon:
     # -- views --------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         parts = [h.as_dict() for h in self.supervisor.health.values()]
-        readers = [{**vars(st), "id": rid} for rid, d in self.readers.items() for st in d.status()]
+        readers = [
+            {**_reader_status(st), "id": rid}
+            for rid, d in self.readers.items()
+            for st in d.status()
+        ]
         degraded = any(p["state"] != "running" for p in parts)
         return {
             "status": "degraded" if degraded else "ok",
@@ -295,7 +336,7 @@ class Daemon:
             site_name=self.settings.site.name,
             parts=[h.as_dict() for h in self.supervisor.health.values()],
             readers=[
-                {"reader": rid, **{k: v for k, v in vars(st).items() if k != "counters"}}
+                {"reader": rid, **{k: v for k, v in _reader_status(st).items() if k != "counters"}}
                 for rid, d in self.readers.items()
                 for st in d.status()
             ],

@@ -119,6 +119,15 @@ class TelemetrySettings(_Part):
     max_queue: int = Field(50_000, ge=100)
 
 
+class OutboxSettings(_Part):
+    """Bounds of the durable outbox per class (critical alerts are never bounded)."""
+
+    outcome: int | None = Field(1_000_000, ge=1)
+    state: int | None = Field(200_000, ge=1)
+    telemetry: int | None = Field(50_000, ge=1)
+    max_pending: int | None = Field(2_000_000, ge=1)
+
+
 class LoggingSettings(_Part):
     """Structured logs: ``console`` for people, ``json`` for collectors."""
 
@@ -140,6 +149,7 @@ class DaemonSettings(BaseSettings):
     readers: list[ReaderSettings] = Field(default_factory=list)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     sun: SunSettings = Field(default_factory=SunSettings)
 
