@@ -53,6 +53,8 @@ def status_snapshot(
     """Everything ``api/status/page.html`` draws, as plain JSON-able data."""
     open_alerts = store.alerts([], resolved=False, page_size=50)
     alerted = {a["vehicle_id"] for a in open_alerts if a["vehicle_id"] is not None}
+    fleet = store.vehicles()
+    serials = {v["id"]: v["serial_number"] for v in fleet}
     vehicles = [
         {
             "id": v["serial_number"],
@@ -63,7 +65,7 @@ def status_snapshot(
             "trip_id": v["trip_id"],
             "alert": v["id"] in alerted,
         }
-        for v in store.vehicles()
+        for v in fleet
     ]
     return {
         "site": {"name": site_name, "bundle_version": bundle.version},
@@ -73,7 +75,7 @@ def status_snapshot(
             {
                 "type": a["alert_type"],
                 "severity": a["alert_severity"],
-                "vehicle_id": a["vehicle_id"],
+                "vehicle_id": serials.get(a["vehicle_id"], a["vehicle_id"]),
                 "station_id": a["station_id"],
                 "created_at": a["creation_date"],
             }
