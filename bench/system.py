@@ -9,8 +9,8 @@
    read) -> ack delivered; the reader stack (pcscd's detection, the APDU exchange) apart.
    Baseline: the bare command round trip through the driver (``bench/mqtt.py``).
 2. Telemetry ingest with rules on, 10k vehicles, 1,000 zones: in ONE process with the daemon's
-   own parts (``MqttDriver`` -> ``RideFlow.on_device_message``: validation, store update,
-   outbox event, rules evaluation, journaled commands). Beside ``bench/mqtt.py``'s raw paho
+   own parts (``MqttDriver.get_batch`` -> ``RideFlow.on_device_messages``: validation, store
+   update, outbox event, rules evaluation, journaled commands). Beside ``bench/mqtt.py``'s raw paho
    subscriber that only counts; same broker, same publisher, same backlog-drain method.
 3. Memory (RSS) of the daemon process with 10k vehicles (one telemetry message each processed)
    and a 1,000-zone bundle, beside an idle daemon (empty store, default bundle).
@@ -470,7 +470,7 @@ def telemetry(vehicles: int, n: int) -> list[tuple[str, bytes]]:
 async def flow_rate(
     port: int, msgs: list[tuple[str, bytes]], cid: str, workdir: Path, bundle: Path, fleet: int
 ) -> dict[str, Any]:
-    """The daemon's parts in this process: MqttDriver -> RideFlow.on_device_message."""
+    """The daemon's parts in this process: MqttDriver.get_batch -> RideFlow.on_device_messages."""
     db_path = workdir / f"{cid}.sqlite3"
     seed_store(db_path, lambda store: seed_fleet(store, fleet))
     db = Database(db_path)
@@ -492,9 +492,8 @@ async def flow_rate(
                     batch = await asyncio.wait_for(driver.get_batch(4096), 10)
                 except TimeoutError:
                     break
-                for m in batch:
-                    await flow.on_device_message(m)
-                    done += 1
+                await flow.on_device_messages(batch)  # the daemon's loop does the same
+                done += len(batch)
             elapsed = time.perf_counter() - t0
             rejected = driver.status()["rejected_total"]
             await flow.aclose()

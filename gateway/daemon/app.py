@@ -26,7 +26,7 @@ from api.gbfs import GbfsSettings
 from api.metrics import GatewayMetrics
 from api.ports import FlowCommandSender, SunPlayVerifier
 from api.status import status_router
-from drivers.mqtt import MqttDriver
+from drivers.mqtt import MqttClosed, MqttDriver
 from drivers.readers.base import ReaderDriver
 from gateway.daemon.settings import DaemonSettings, ReaderSettings
 from gateway.daemon.snapshot import status_snapshot
@@ -178,13 +178,19 @@ class Daemon:
         async with self.mqtt as driver:
             self.metrics.broker_up.set(1)
             try:
-                async for message in driver.messages():
-                    if (
-                        message.device.kind is DeviceKind.VEHICLE
-                        and message.device.device_id not in self._known_serials
-                    ):
-                        self._register_vehicle(message.device.device_id)
-                    await self.flow.on_device_message(message)
+                while True:
+                    try:
+                        batch = await driver.get_batch(1024)
+                    except MqttClosed:
+                        return
+                    for message in batch:
+                        serial = message.device.device_id
+                        if (
+                            message.device.kind is DeviceKind.VEHICLE
+                            and serial not in self._known_serials
+                        ):
+                            self._register_vehicle(serial)
+                    await self.flow.on_device_messages(batch)
             finally:
                 self.metrics.broker_up.set(0)
 

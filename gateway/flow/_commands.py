@@ -105,18 +105,24 @@ class CommandRunner:
         return DeviceRef(int(net), DeviceKind(kind), device_id), args["cmd"], args.get("ctx", {})
 
     async def dispatch(
-        self, entry: dict[str, Any], *, on_send: Callable[[], None] | None = None
+        self,
+        entry: dict[str, Any],
+        *,
+        on_send: Callable[[], None] | None = None,
+        marked: bool = False,
     ) -> Settled:
         """Mark sent, publish, wait for the device, settle with an outbox event.
 
         ``on_send`` is called just before the command is handed to the port (latency probes).
+        ``marked``: the caller has already marked it ``sent`` (many at once, just before).
         """
         parsed = self.parse(entry)
         if parsed is None:
             raise ValueError(f"command {entry['id']} was not journaled by the flow")
         device, fields, _ctx = parsed
         command = build_command(fields, entry["idempotency_key"])
-        self.store.mark_command(entry["id"], "sent")
+        if not marked:
+            self.store.mark_command(entry["id"], "sent")
         if on_send is not None:
             with contextlib.suppress(Exception):  # a probe never stops a command
                 on_send()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.outbox import Priority
+from gateway.outbox._outbox import NewEvent
 from gateway.protocol import (
     ALERT_OF_EVENT,
     AlarmEvent,
@@ -63,6 +65,9 @@ class DeviceHandling:
 
     async def on_device_message(self: RideFlow, msg: DeviceMessage) -> None:
         """Handle one validated device message (never raises for device behaviour)."""
+        await self.on_device_messages((msg,))
+
+    def _on_message(self: RideFlow, msg: DeviceMessage) -> None:
         try:
             if msg.device.kind is DeviceKind.STATION:
                 self._on_station(msg)
@@ -71,6 +76,28 @@ class DeviceHandling:
         except NotFound as exc:
             self.ignored["not-found"] += 1
             log.warning("flow: %s from %s: %s", msg.channel, msg.device.device_id, exc)
+
+    async def on_device_messages(self: RideFlow, batch: Sequence[DeviceMessage]) -> None:
+        """Handle a driver batch (``driver.get_batch(n)``), in arrival order.
+
+        Consecutive telemetry messages are handled together: one transaction, one bulk
+        vehicle update per chunk, ``evaluate_many`` over chunks in which no vehicle (and no
+        rider) appears twice, the outbox events appended in batches. Decisions, store state,
+        outbox events (and their order) and commands are those of handling the messages one
+        by one. Any other message first ends the telemetry run before it, then is handled
+        exactly as ``on_device_message`` always did.
+        """
+        run: list[DeviceMessage] = []
+        for msg in batch:
+            if msg.device.kind is DeviceKind.VEHICLE and isinstance(msg.payload, Telemetry):
+                run.append(msg)
+                continue
+            if run:
+                self._telemetry_run(run)
+                run = []
+            self._on_message(msg)
+        if run:
+            self._telemetry_run(run)
 
     # --- lookups ---------------------------------------------------------------------------
     def _station_id(self: RideFlow, device: DeviceRef) -> int | None:
@@ -322,11 +349,11 @@ class DeviceHandling:
             self._moved[serial],
         )
 
-    def _telemetry(self: RideFlow, vehicle: Row, t: Telemetry) -> None:
+    def _state_of(self: RideFlow, t: Telemetry, vehicle: Row) -> VehicleState:
+        """The rules engine's view of a telemetry report (reads the open trip, if any)."""
         serial = t.device_id
-        b = self.rules.bundle
-        moving = t.speed > b.safety.walking_speed_kph
-        state = VehicleState(
+        moving = t.speed > self.rules.bundle.safety.walking_speed_kph
+        return VehicleState(
             serial,
             t.lat,
             t.lng,
@@ -337,45 +364,156 @@ class DeviceHandling:
             t.lock is not LockState.UNLOCKED,
             self._trip_state(vehicle, serial, moving),
         )
-        decisions = self.rules.evaluate(state, self.clock())
-        entries: list[Row] = []
+
+    def _telemetry(self: RideFlow, vehicle: Row, t: Telemetry) -> None:
+        """One report of a known vehicle (the batch path with one message)."""
+        self._telemetry_reports(
+            [(vehicle["serial_number"], t)], {vehicle["serial_number"]: vehicle}
+        )
+
+    def _telemetry_run(self: RideFlow, msgs: Sequence[DeviceMessage]) -> None:
+        reports = [(m.device.device_id, m.payload) for m in msgs]
         with self.store.transaction():
-            self.store.update_vehicle(
-                vehicle["id"],
-                battery=t.battery,
-                lat=t.lat,
-                lon=t.lng,
-                is_locked=t.lock is not LockState.UNLOCKED,
-            )
-            self.outbox.append(
-                "vehicle.state",
-                {
-                    "vehicle_id": vehicle["id"],
-                    "lat": t.lat,
-                    "lon": t.lng,
-                    "battery": t.battery,
-                    "speed": t.speed,
-                    "lock": t.lock.value,
-                    "at": t.ts / 1000.0,
-                },
-                idempotency_key=f"vehicle:{vehicle['id']}:state:{t.ts}",
-                priority=Priority.STATE,
-                compact_key=f"vehicle:{vehicle['id']}",
-            )
-            entries = self._apply(vehicle, serial, decisions)
-        if entries:
-            self.spawn(self._dispatch_in_order(entries))
+            rows = self.store.vehicles_by_serial(s for s, _ in reports)
+            self._telemetry_reports(reports, rows)  # type: ignore[arg-type]
 
-    async def _dispatch_in_order(self: RideFlow, entries: list[Row]) -> None:
+    def _telemetry_reports(
+        self: RideFlow, reports: Sequence[tuple[str, Telemetry]], rows: dict[str, Row]
+    ) -> None:
+        """Vehicle updates, ``vehicle.state`` events and rule decisions of many reports, in
+        one transaction; their commands are sent, in order, once it has committed.
+
+        Reports are cut into chunks in which no vehicle and no rider on a trip appears
+        twice: a chunk is evaluated with ``evaluate_many`` at one clock reading, and every
+        read a report needs (its vehicle row, trip, rider) happens after the chunks before
+        it were written, so nothing differs from handling the reports one by one.
+        """
+        sends: list[list[Row]] = []
+        self._held, outer = sends, self._held
+        try:
+            self._telemetry_chunks(reports, rows, sends)
+        finally:
+            self._held = outer
+        if outer is not None:  # a batch inside a batch: the outer one sends
+            outer.extend(sends)
+            return
+        if not sends:
+            return
+        # All of the batch's commands are about to go on the wire: one commit marks them.
+        self.store.mark_commands((e["id"] for entries in sends for e in entries), "sent")
+        for entries in sends:
+            self.spawn(self._dispatch_in_order(entries, marked=True))
+
+    def _telemetry_chunks(
+        self: RideFlow,
+        reports: Sequence[tuple[str, Telemetry]],
+        rows: dict[str, Row],
+        sends: list[list[Row]],
+    ) -> None:
+        chunk: list[tuple[Row, Telemetry, VehicleState]] = []
+        in_chunk: set[Any] = set()
+        written: set[str] = set()  # vehicles whose row a flushed chunk may have changed
+        with self.store.transaction():
+            for serial, t in reports:
+                if serial in in_chunk:
+                    self._flush_chunk(chunk, sends)
+                    written |= in_chunk
+                    chunk, in_chunk = [], set()
+                vehicle = rows.get(serial)
+                if serial in written:
+                    vehicle = rows[serial] = self._vehicle(serial)  # type: ignore[assignment]
+                    written.discard(serial)
+                if vehicle is None:
+                    self.ignored["unknown-vehicle"] += 1
+                    continue
+                try:
+                    state = self._state_of(t, vehicle)
+                    rider = ("rider", state.trip and self._trip_rider(vehicle))
+                    if state.trip is not None and rider in in_chunk:
+                        self._flush_chunk(chunk, sends)  # its trip's credit may change
+                        written |= in_chunk
+                        chunk, in_chunk = [], set()
+                        state = self._state_of(t, vehicle)
+                except NotFound as exc:
+                    self.ignored["not-found"] += 1
+                    log.warning("flow: telemetry from %s: %s", serial, exc)
+                    continue
+                chunk.append((vehicle, t, state))
+                in_chunk.add(serial)
+                if state.trip is not None:
+                    in_chunk.add(rider)
+            self._flush_chunk(chunk, sends)
+
+    def _trip_rider(self: RideFlow, vehicle: Row) -> int:
+        return int(self.store.trip(vehicle["trip_id"])["rider_id"])
+
+    def _flush_chunk(
+        self: RideFlow, chunk: list[tuple[Row, Telemetry, VehicleState]], sends: list[list[Row]]
+    ) -> None:
+        """Evaluate a chunk, write its vehicles, queue its events and decisions in order."""
+        if not chunk:
+            return
+        decisions = self.rules.evaluate_many([c[2] for c in chunk], self.clock())
+        self.store.update_vehicles(
+            (v["id"], t.battery, t.lat, t.lng, t.lock is not LockState.UNLOCKED)
+            for v, t, _ in chunk
+        )
+        events: list[NewEvent] = []
+        for (vehicle, t, _), d in zip(chunk, decisions, strict=True):
+            vid = vehicle["id"]
+            events.append(
+                (
+                    "vehicle.state",
+                    {
+                        "vehicle_id": vid,
+                        "lat": t.lat,
+                        "lon": t.lng,
+                        "battery": t.battery,
+                        "speed": t.speed,
+                        "lock": t.lock.value,
+                        "at": t.ts / 1000.0,
+                    },
+                    f"vehicle:{vid}:state:{t.ts}",
+                    Priority.STATE,
+                    f"vehicle:{vid}",
+                )
+            )
+            if not (d.commands or d.alerts or d.notifications):
+                continue
+            self.outbox.append_many(events)  # the events before this one keep their order
+            events = []
+            held = len(sends)
+            try:
+                with self.store.db.savepoint():
+                    entries = self._apply(vehicle, t.device_id, d, t.ts)
+            except NotFound as exc:  # only this report's decisions are undone
+                del sends[held:]
+                self.ignored["not-found"] += 1
+                log.warning("flow: decisions for %s: %s", t.device_id, exc)
+                continue
+            if entries:
+                sends.append(entries)
+        self.outbox.append_many(events)
+
+    async def _dispatch_in_order(
+        self: RideFlow, entries: list[Row], *, marked: bool = False
+    ) -> None:
         for entry in entries:
-            await self.runner.dispatch(entry)
+            await self.runner.dispatch(entry, marked=marked)
 
-    def _apply(self: RideFlow, vehicle: Row, serial: str, d: Decisions) -> list[Row]:
-        """Journal the engine's commands, open or clear its alerts, queue its notifications."""
+    def _apply(
+        self: RideFlow, vehicle: Row, serial: str, d: Decisions, report: int | None = None
+    ) -> list[Row]:
+        """Journal the engine's commands, open or clear its alerts, queue its notifications.
+
+        Keys name the decision's instant and the report's timestamp (``report``), so two
+        reports of one vehicle decided within the same millisecond (one batch) never share
+        a key: neither decision is lost.
+        """
         device = DeviceRef.vehicle(self.network_id, serial)
         vid = vehicle["id"]
         trip_id = vehicle["trip_id"]
-        stamp = round(d.at * 1000)
+        stamp = round(d.at * 1000) if report is None else f"{round(d.at * 1000)}:{report}"
         entries: list[Row] = []
         for c in d.commands:
             key = f"rules:{serial}:{c.kind.value}:{stamp}"

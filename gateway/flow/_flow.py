@@ -91,6 +91,7 @@ class RideFlow(DeviceHandling):
         self.rentals: dict[tuple[int, int], Rental] = {}  # (station id, spot number)
         self._recent: OrderedDict[str, TapDecision] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._held: list[list[Row]] | None = None  # sends waiting for a batch's commit
         DeviceHandling.__init__(self)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -496,8 +497,16 @@ class RideFlow(DeviceHandling):
         except Conflict:
             return None
         if entry is not None:
-            self.spawn(self.runner.dispatch(entry))
+            self._send_after(entry)
         return ended
+
+    def _send_after(self, entry: Row) -> None:
+        """Dispatch in the background; inside a telemetry batch, once it has committed and
+        in the order of the batch's other commands."""
+        if self._held is not None:
+            self._held.append([entry])
+        else:
+            self.spawn(self.runner.dispatch(entry))
 
     # --- start-up --------------------------------------------------------------------------
     async def recover(self) -> Recovery:

@@ -12,7 +12,7 @@ import enum
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,13 @@ MIGRATIONS: list[str] = [
 
 
 RawEvent = tuple[int, int, str, str, float, bytes]
+_CACHE = "outbox.pending"
+_EXISTING = "SELECT cursor FROM outbox_events WHERE idempotency_key=?"
+_COMPACT = "DELETE FROM outbox_events WHERE compact_key=? AND priority=?"
+_INSERT = (
+    "INSERT INTO outbox_events(priority, kind, idempotency_key, compact_key, created_at,"
+    " payload) VALUES (?,?,?,?,?,?)"
+)
 
 
 class Priority(enum.IntEnum):
@@ -52,6 +59,10 @@ class Priority(enum.IntEnum):
     OUTCOME = 1  # command outcomes and trips
     STATE = 2  # vehicle, spot and station state (compactable by key)
     TELEMETRY = 3  # telemetry summaries
+
+
+#: An event to append: (kind, payload, idempotency_key, priority, compact_key).
+NewEvent = tuple[str, Any, str, Priority, str | None]
 
 
 DEFAULT_LIMITS: dict[Priority, int | None] = {
@@ -121,6 +132,19 @@ class Outbox:
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
 
+    # -- class counters ----------------------------------------------------------------------
+    def _counts(self, conn: sqlite3.Connection) -> dict[Priority, int]:
+        """Pending events per class, kept in memory (``db.cache``) next to the table.
+
+        The ``outbox_stats`` table stays the durable truth, updated in the same transaction
+        as every append, drop and ack; memory saves reading it on each append. The copy is
+        loaded on first use and dropped by the database on any rollback (then reloaded).
+        """
+        counts = self.db.cache.get(_CACHE)
+        if counts is None:
+            counts = self.db.cache[_CACHE] = self._pending_in(conn)
+        return counts
+
     # -- writing ---------------------------------------------------------------------------
     def append(
         self,
@@ -137,38 +161,73 @@ class Outbox:
         ``compact_key`` (e.g. ``"vehicle:42"``) replaces an older pending event with the same
         key in a STATE or TELEMETRY class: only the latest state matters.
         """
-        if not kind or not idempotency_key:
-            raise StoreError("an outbox event needs a kind and an idempotency key")
-        body = orjson.dumps(payload)
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT cursor FROM outbox_events WHERE idempotency_key=?", (idempotency_key,)
-            ).fetchone()
-            if row is not None:
-                return int(row[0])
-            compacted = 0
-            if compact_key is not None and priority >= Priority.STATE:
-                compacted = conn.execute(
-                    "DELETE FROM outbox_events WHERE compact_key=? AND priority=?",
-                    (compact_key, int(priority)),
-                ).rowcount
-            cursor = int(
-                conn.execute(
-                    "INSERT INTO outbox_events(priority, kind, idempotency_key, compact_key,"
-                    " created_at, payload) VALUES (?,?,?,?,?,?)",
-                    (int(priority), kind, idempotency_key, compact_key, self.clock(), body),
-                ).lastrowid
-            )
-            conn.execute(
-                "UPDATE outbox_stats SET pending=pending+1-?, appended=appended+1,"
-                " compacted=compacted+? WHERE priority=?",
-                (compacted, compacted, int(priority)),
-            )
-            self._enforce_limits(conn, priority)
-            self.db.after_commit(lambda: self._notify(cursor))
-            return cursor
+        return self.append_many([(kind, payload, idempotency_key, priority, compact_key)])[0]
 
-    def _drop_oldest(self, conn: sqlite3.Connection, priority: Priority, count: int) -> None:
+    def append_many(self, events: Sequence[NewEvent]) -> list[int]:
+        """Append events in one transaction (or the caller's), in order; their cursors.
+
+        Each is ``(kind, payload, idempotency_key, priority, compact_key)`` and behaves
+        exactly as ``append`` would one after the other (repeated keys, compaction, bounds);
+        the statements are the same prepared ones, the class counters updated once.
+        """
+        if not events:
+            return []
+        rows = []
+        for kind, payload, key, priority, compact_key in events:
+            if not kind or not key:
+                raise StoreError("an outbox event needs a kind and an idempotency key")
+            rows.append((kind, orjson.dumps(payload), key, Priority(priority), compact_key))
+        cursors: list[int] = []
+        with self.db.transaction() as conn:
+            counts = self._counts(conn)
+            delta: dict[Priority, list[int]] = {}  # priority -> [appended, compacted]
+            now = self.clock()
+            for kind, body, key, priority, compact_key in rows:
+                row = conn.execute(_EXISTING, (key,)).fetchone()
+                if row is not None:
+                    cursors.append(int(row[0]))
+                    continue
+                compacted = 0
+                if compact_key is not None and priority >= Priority.STATE:
+                    compacted = conn.execute(_COMPACT, (compact_key, int(priority))).rowcount
+                cursor = int(
+                    conn.execute(
+                        _INSERT, (int(priority), kind, key, compact_key, now, body)
+                    ).lastrowid
+                )
+                cursors.append(cursor)
+                d = delta.setdefault(priority, [0, 0])
+                d[0] += 1
+                d[1] += compacted
+                counts[priority] += 1 - compacted
+                if self._over(counts, priority):
+                    self._flush(conn, delta)
+                    self._enforce_limits(conn, priority, counts)
+            self._flush(conn, delta)
+            if cursors:
+                last = max(cursors)
+                self.db.after_commit(lambda: self._notify(last))
+        return cursors
+
+    @staticmethod
+    def _flush(conn: sqlite3.Connection, delta: dict[Priority, list[int]]) -> None:
+        for priority, (appended, compacted) in delta.items():
+            conn.execute(
+                "UPDATE outbox_stats SET pending=pending+?-?, appended=appended+?,"
+                " compacted=compacted+? WHERE priority=?",
+                (appended, compacted, appended, compacted, int(priority)),
+            )
+        delta.clear()
+
+    def _over(self, counts: dict[Priority, int], priority: Priority) -> bool:
+        limit = self.limits.get(priority)
+        if limit is not None and counts[priority] > limit:
+            return True
+        return self.max_pending is not None and sum(counts.values()) > self.max_pending
+
+    def _drop_oldest(
+        self, conn: sqlite3.Connection, priority: Priority, count: int, counts: dict[Priority, int]
+    ) -> None:
         dropped = conn.execute(
             "DELETE FROM outbox_events WHERE cursor IN (SELECT cursor FROM outbox_events"
             " WHERE priority=? ORDER BY cursor LIMIT ?)",
@@ -178,28 +237,30 @@ class Outbox:
             "UPDATE outbox_stats SET pending=pending-?, dropped=dropped+? WHERE priority=?",
             (dropped, dropped, int(priority)),
         )
+        counts[priority] -= dropped
 
     @staticmethod
     def _pending_in(conn: sqlite3.Connection) -> dict[Priority, int]:
         rows = conn.execute("SELECT priority, pending FROM outbox_stats").fetchall()
         return {Priority(p): int(n) for p, n in rows}
 
-    def _enforce_limits(self, conn: sqlite3.Connection, priority: Priority) -> None:
-        pending = self._pending_in(conn)
+    def _enforce_limits(
+        self, conn: sqlite3.Connection, priority: Priority, counts: dict[Priority, int]
+    ) -> None:
         limit = self.limits.get(priority)
-        if limit is not None and pending[priority] > limit:
-            self._drop_oldest(conn, priority, pending[priority] - limit)
-            pending[priority] = limit
+        if limit is not None and counts[priority] > limit:
+            self._drop_oldest(conn, priority, counts[priority] - limit, counts)
         if self.max_pending is None:
             return
-        excess = sum(pending.values()) - self.max_pending
+        excess = sum(counts.values()) - self.max_pending
         for victim in sorted(Priority, reverse=True):
             if excess <= 0 or victim == Priority.CRITICAL:
                 break
-            take = min(excess, pending[victim])
+            take = min(excess, counts[victim])
             if take:
-                self._drop_oldest(conn, victim, take)
-                excess -= take
+                before = counts[victim]
+                self._drop_oldest(conn, victim, take, counts)
+                excess -= before - counts[victim]
 
     # -- reading and acknowledging ------------------------------------------------------------
     def read(self, since: int = 0, limit: int = 500) -> list[Event]:
@@ -245,11 +306,13 @@ class Outbox:
                 conn.execute(
                     "DELETE FROM outbox_events WHERE cursor > ? AND cursor <= ?", (acked, upto)
                 )
+                pending = self._counts(conn)
                 for priority, count in counts:
                     conn.execute(
                         "UPDATE outbox_stats SET pending=pending-?, acked=acked+? WHERE priority=?",
                         (count, count, priority),
                     )
+                    pending[Priority(priority)] -= count
                     total += count
                 conn.execute("UPDATE outbox_meta SET value=? WHERE name='acked_cursor'", (upto,))
 

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 Migration = Callable[[sqlite3.Connection], None] | str
 
@@ -32,7 +33,11 @@ class Database:
         self.path = str(path)
         try:
             self.conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30.0,
+                cached_statements=256,  # prepared once, reused by every hot-path write
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
@@ -43,6 +48,10 @@ class Database:
         self.lock = threading.RLock()
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
+        self._savepoints = 0
+        #: In-memory copies of small tables (the outbox's class counters), shared by every
+        #: user of this connection; emptied on every rollback, so a reader reloads them.
+        self.cache: dict[str, Any] = {}
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -66,6 +75,7 @@ class Database:
                 if outer:
                     self.conn.execute("ROLLBACK")
                     self._after_commit.clear()
+                    self.cache.clear()
                 raise
             self._depth -= 1
             if outer:
@@ -73,6 +83,32 @@ class Database:
                 hooks, self._after_commit = self._after_commit, []
                 for hook in hooks:
                     hook()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[sqlite3.Connection]:
+        """A part of the open transaction that can fail alone: an exception undoes only the
+        writes made inside it (ROLLBACK TO) and propagates; the transaction goes on.
+
+        Outside a transaction it is a transaction of its own.
+        """
+        with self.lock:
+            if self._depth == 0:
+                with self.transaction() as conn:
+                    yield conn
+                return
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                self.cache.clear()
+                raise
+            finally:
+                self._savepoints -= 1
+            self.conn.execute(f"RELEASE {name}")
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` once the current transaction commits (now, if none is open)."""

@@ -215,6 +215,28 @@ class Store:
             if cur.rowcount == 0:
                 raise NotFound(f"vehicle {id} not found")
 
+    def update_vehicles(
+        self, reports: Iterable[tuple[int, int | None, float | None, float | None, bool | None]]
+    ) -> None:
+        """``update_vehicle`` for many: ``(id, battery, lat, lon, is_locked)`` each, in order,
+        with one prepared statement (``executemany``); ``None`` keeps a field's value."""
+        now = self.clock()
+        rows = [
+            (battery, lat, lon, None if locked is None else int(locked), now, id_)
+            for id_, battery, lat, lon, locked in reports
+        ]
+        if not rows:
+            return
+        with self.transaction() as c:
+            cur = c.executemany(
+                "UPDATE vehicles SET battery=COALESCE(?, battery), lat=COALESCE(?, lat),"
+                " lon=COALESCE(?, lon), is_locked=COALESCE(?, is_locked), updated_at=?"
+                " WHERE id=?",
+                rows,
+            )
+            if cur.rowcount != len(rows):
+                raise NotFound("a vehicle to update was not found")
+
     def dock_vehicle(self, vehicle_id: int, spot_id: int) -> None:
         """A vehicle sits in a spot (from a station's report)."""
         with self.transaction() as c:
@@ -327,6 +349,19 @@ class Store:
     def vehicle_by_serial(self, serial_number: str) -> Row | None:
         """The vehicle with this serial number (the device id on MQTT), or None; indexed."""
         return self._one("SELECT * FROM vehicles WHERE serial_number = ?", (serial_number,))
+
+    def vehicles_by_serial(self, serial_numbers: Iterable[str]) -> dict[str, Row]:
+        """The vehicles with these serial numbers, by serial (unknown ones left out)."""
+        wanted = list(dict.fromkeys(serial_numbers))
+        found: dict[str, Row] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            for row in self._all(
+                f"SELECT * FROM vehicles WHERE serial_number IN ({','.join('?' * len(part))})",
+                part,
+            ):
+                found[row["serial_number"]] = row
+        return found
 
     # -- riders, products, records, tag keys ---------------------------------------------
     def upsert_rider(
@@ -653,6 +688,7 @@ class Store:
             if existing is not None:
                 return existing, False
             now = self.clock()
+            text = json.dumps(args or {}, sort_keys=True)
             cur = c.execute(
                 "INSERT INTO command_journal(idempotency_key, target_kind, target_id, command,"
                 " args, trip_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
@@ -661,13 +697,26 @@ class Store:
                     target_kind,
                     target_id,
                     command,
-                    json.dumps(args or {}, sort_keys=True),
+                    text,
                     trip_id,
                     now,
                     now,
                 ),
             )
-            return self._must("command_journal", int(cur.lastrowid)), True
+            entry = {  # the row as written: no need to read it back
+                "id": int(cur.lastrowid),
+                "idempotency_key": idempotency_key,
+                "target_kind": target_kind,
+                "target_id": target_id,
+                "command": command,
+                "args": text,
+                "state": "journaled",
+                "outcome": None,
+                "trip_id": trip_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+            return entry, True
 
     def mark_command(self, id: int, state: str, outcome: dict[str, Any] | None = None) -> None:
         """Move a journaled command on: ``sent`` before the wire, then acked/failed/timeout."""
@@ -681,6 +730,17 @@ class Store:
             )
             if cur.rowcount == 0:
                 raise NotFound(f"command {id} not found")
+
+    def mark_commands(self, ids: Iterable[int], state: str) -> None:
+        """``mark_command`` for many (no outcome), one prepared statement."""
+        if state not in COMMAND_STATES:
+            raise StoreError(f"unknown command state {state!r}")
+        now = self.clock()
+        with self.transaction() as c:
+            c.executemany(
+                "UPDATE command_journal SET state=?, updated_at=? WHERE id=?",
+                [(state, now, id_) for id_ in ids],
+            )
 
     def command(self, id: int) -> Row:
         return self._must("command_journal", id)
