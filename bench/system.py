@@ -28,7 +28,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -208,10 +210,19 @@ def seed_store(path: Path, build: Any) -> None:
         db.close()
 
 
+def riding(v: int) -> bool:
+    """One vehicle in three is on a trip (moving, unlocked); the rest are parked, locked."""
+    return v % 3 == 1
+
+
 def seed_fleet(store: Store, vehicles: int) -> None:
+    """The fleet, and an open trip (its own rider, with credit) for every riding vehicle."""
     store.upsert_network(NET, "system bench")
     for v in range(vehicles):
         store.upsert_vehicle(v + 1, NET, serial(v), battery=80)
+        if riding(v):
+            store.upsert_rider(v + 1, credit=5000, first_purchase_done=True)
+            store.start_trip(v + 1, v + 1)
 
 
 def serial(v: int) -> str:
@@ -444,24 +455,67 @@ def daemon_tap_stamps(daemon: DaemonProcess, n: int) -> int:
 
 
 # -- 2. telemetry ingest with rules on ------------------------------------------------------------
-def telemetry(vehicles: int, n: int) -> list[tuple[str, bytes]]:
-    """``n`` messages over ``vehicles`` serials, moving about bench/rules.py's city."""
-    base = now_ms() - n - 1000
+REPORT_S = 10.0  # a vehicle reports every 10 s
+
+
+def telemetry(vehicles: int, n: int, seed: int = 11) -> list[tuple[str, bytes]]:
+    """``n`` reports of ``vehicles`` vehicles, one every ``REPORT_S`` seconds each, in time order.
+
+    Realistic, not a stress pattern: the vehicles are spread over bench/rules.py's city, 98 %
+    of them well inside its border (radius <= 6.3 km; the wiggly border is 6.35-7.65 km out)
+    and 2 % in the band around it (some outside, some crossing). A riding vehicle (one in
+    three, on an open trip in the store) moves along a continuous path at 12-25 km/h,
+    turning a little between reports (33-70 m apart); a parked one is locked at speed 0 with a
+    few metres of GPS noise. Reports of one round are staggered over the 10 s. Every
+    vehicle's first report still makes the rules set its speed limit (a command each), and
+    riders entering or leaving a speed zone, or the border, get their commands as usual.
+    """
+    rng = random.Random(seed)
+    fleet = []
+    for v in range(vehicles):
+        r = 6300 * math.sqrt(rng.random()) if v % 50 else rng.uniform(6300, 7700)
+        a = rng.uniform(0, 2 * math.pi)
+        ride = riding(v)
+        fleet.append(
+            {
+                "x": r * math.cos(a),
+                "y": r * math.sin(a),
+                "heading": rng.uniform(0, 2 * math.pi),
+                "speed": rng.uniform(12, 25) if ride else 0.0,
+                "battery": rng.randint(25, 100),
+                "ride": ride,
+            }
+        )
+    rounds = -(-n // vehicles)
+    base = now_ms() - int((rounds + 1) * REPORT_S * 1000)  # the backlog lies in the past
     out = []
-    for i, s in enumerate(bench_rules.make_states(n, time.time(), fleet=vehicles)):
-        v = int(s.vehicle_id[1:])
+    for i in range(n):
+        k, v = divmod(i, vehicles)
+        f = fleet[v]
+        if f["ride"]:
+            if k:
+                f["heading"] += rng.uniform(-0.4, 0.4)
+                step = f["speed"] / 3.6 * REPORT_S
+                f["x"] += step * math.cos(f["heading"])
+                f["y"] += step * math.sin(f["heading"])
+            x, y, speed = f["x"], f["y"], max(0.0, f["speed"] + rng.uniform(-2, 2))
+            if k and rng.random() < 0.1:
+                f["battery"] = max(1, f["battery"] - 1)
+        else:
+            x, y, speed = f["x"] + rng.uniform(-3, 3), f["y"] + rng.uniform(-3, 3), 0.0
+        lon, lat = bench_rules._ll(x, y)
         t = Telemetry(
-            ts=base + i,
+            ts=base + int((k * REPORT_S + REPORT_S * v / vehicles) * 1000),
             device_id=serial(v),
-            lat=s.lat,
-            lng=s.lon,
-            gps_accuracy=s.accuracy_m,
-            speed=s.speed_kph,
-            battery=s.battery,
-            lock="locked" if s.locked else "unlocked",
+            lat=lat,
+            lng=lon,
+            gps_accuracy=round(rng.uniform(3, 12), 1),
+            speed=round(speed, 1),
+            battery=f["battery"],
+            lock="unlocked" if f["ride"] else "locked",
             speed_mode=2,
             max_speed=25,
-            odometer=i,
+            odometer=k,
         )
         out.append((DeviceRef.vehicle(NET, serial(v)).topic(Channel.TELEMETRY), encode(t)))
     return out

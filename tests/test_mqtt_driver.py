@@ -9,6 +9,7 @@ import pytest
 
 from drivers.mqtt import CommandStatus, MqttDriver, MqttError, MqttSettings
 from gateway.protocol import (
+    MAX_PAYLOAD,
     Channel,
     DeviceRef,
     LockSpot,
@@ -88,7 +89,7 @@ async def test_spoofed_and_malformed_are_rejected_and_counted(mosquitto, scripte
             (Channel.TELEMETRY, telemetry("SXB999")),  # spoofed id
             (Channel.TELEMETRY, b"{garbage"),
             (Channel.TELEMETRY, b'{"v":1}'),
-            (Channel.TELEMETRY, telemetry() + b" " * 5000),
+            (Channel.TELEMETRY, telemetry() + b" " * MAX_PAYLOAD),
             (Channel.EVENT, telemetry()),  # telemetry on the event channel
         ]
         for channel, payload in bad:
@@ -216,3 +217,25 @@ async def test_bad_credentials_fail_cleanly(mosquitto_auth) -> None:
     good = settings(mosquitto_auth, username="gateway", password=mosquitto_auth.users["gateway"])
     async with MqttDriver(good) as driver:
         assert driver.connected
+
+
+@pytest.mark.parametrize(
+    ("expiry", "topic", "corr"),
+    [(6, "dockgate/1/vehicle/SXB00001/reply", b"a" * 32), (300_000, "t" * 200, b"x")],
+)
+def test_packed_command_properties_equal_paho_packing(expiry, topic, corr) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from drivers.mqtt._props import (
+        PackedProperties,
+        pack_publish_properties,
+        pack_response_topic,
+    )
+
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = topic
+    props.CorrelationData = corr
+    props.MessageExpiryInterval = expiry
+    packed = PackedProperties(pack_publish_properties(expiry, pack_response_topic(topic), corr))
+    assert packed.pack() == props.pack()

@@ -137,6 +137,72 @@ def test_command_journal_is_idempotent_and_lists_unfinished(store: Store) -> Non
         store.mark_command(999, "acked")
 
 
+def test_settle_commands_many_at_once_or_none(store: Store) -> None:
+    ids = [store.journal_command(f"k{i}", "vehicle", 1, "play-sound")[0]["id"] for i in range(3)]
+    store.mark_commands(ids, "sent")
+    with pytest.raises(NotFound):  # one unknown id: nothing written
+        store.settle_commands([(ids[0], "acked", {"status": "done"}), (999, "acked", None)])
+    assert len(store.unfinished_commands()) == 3
+    with pytest.raises(StoreError):
+        store.settle_commands([(ids[0], "exploded", None)])
+    store.settle_commands(
+        [(ids[0], "acked", {"status": "done"}), (ids[1], "timeout", {"status": "no-ack"})]
+    )
+    assert [c["id"] for c in store.unfinished_commands()] == [ids[2]]
+    assert store.command(ids[1])["state"] == "timeout"
+    assert '"no-ack"' in store.command(ids[1])["outcome"]
+
+
+def test_command_runner_settles_a_burst_in_one_transaction(tmp_path) -> None:
+    """Commands that end together share one commit; each dispatch returns once it is durable,
+    with its own outcome event; a cancelled dispatch still leaves its settle written."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from gateway.flow import CommandRunner
+    from gateway.protocol import DeviceRef
+
+    db = Database(tmp_path / "s.sqlite3")
+    store, outbox = Store(db), Outbox(db)
+    begins = []
+    db.conn.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else 0)
+
+    async def send(device, command):
+        await asyncio.sleep(0.01)
+        return SimpleNamespace(status="accepted", reason=None, attempts=1)
+
+    async def main() -> None:
+        runner = CommandRunner(store, outbox, send)
+        entries = [
+            runner.journal(
+                f"k{i}",
+                DeviceRef.vehicle(1, f"SXB{i:03d}"),
+                i,
+                {"cmd": "play-sound", "sound": "geofencing"},
+            )
+            for i in range(20)
+        ]
+        begins.clear()
+        settled = await asyncio.gather(*(runner.dispatch(e) for e in entries))
+        assert {s.state for s in settled} == {"acked"}
+        assert store.unfinished_commands() == []
+        # 20 marks as sent (one each, not marked by the caller) and ONE settle commit
+        assert len(begins) == 21
+        late = runner.journal(
+            "late", DeviceRef.vehicle(1, "SXB999"), 99, {"cmd": "play-sound", "sound": "geofencing"}
+        )
+        task = asyncio.create_task(runner.dispatch(late))
+        await asyncio.sleep(0.011)  # the send is over, the group commit not yet done
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert store.command(late["id"])["state"] == "acked"
+
+    asyncio.run(main())
+    kinds = [e.kind for e in outbox.read(0, 100)]
+    assert kinds.count("command.outcome") == 21
+    db.close()
+
+
 def test_records_never_expose_keys_and_resolve_to_riders(store: Store) -> None:
     product = store.create_product("Ada's card")
     record = store.create_record(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import math
 import socket
@@ -30,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from drivers.mqtt._props import PackedProperties, pack_publish_properties, pack_response_topic
 from drivers.mqtt.backoff import Backoff
 from drivers.mqtt.outcome import CommandOutcome, CommandStatus
 from drivers.mqtt.settings import MqttSettings
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 _BURST_GAP = 0.0005  # s: a pause this long ends a burst of inbound messages
 _WAKE_BATCH = 512  # wake the consumer at least every this many queued messages
+_TICK = 0.005  # s: command deadlines are rounded up to this, so timeouts expire together
+_TOPIC_CACHE = 65_536  # devices whose command topic and reply property are kept packed
 
 
 class MqttError(Exception):
@@ -68,11 +72,19 @@ class MqttClosed(MqttError):
 
 @dataclass(slots=True)
 class _Pending:
+    """A command on its way: its replies so far and what ``send_command`` waits for.
+
+    ``waiter`` is set while ``send_command`` waits for ``want`` (``"ack"`` or ``"outcome"``):
+    the reply settles it with True, the deadline wheel with False.
+    """
+
     device: DeviceRef
     cmd: str
     first_sent: float
-    ack: asyncio.Future[Ack]
-    outcome: asyncio.Future[Outcome]
+    ack: Ack | None = None
+    outcome: Outcome | None = None
+    waiter: asyncio.Future[bool] | None = None
+    want: str = "ack"
     acks_seen: int = 0
     outcomes_seen: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +106,14 @@ class MqttDriver:
         self._waiter: asyncio.Future[None] | None = None
         self._wake_due = 0.0  # monotonic time a consumer wake-up became due, 0: none
         self._pending: dict[str, _Pending] = {}
+        # One deadline wheel for every command's ack/outcome wait instead of a timer and a
+        # wait_for task each: (deadline, seq, waiter), one loop timer for the earliest.
+        self._deadlines: list[tuple[float, int, asyncio.Future[bool]]] = []
+        self._deadline_seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        # device -> (command topic, packed ResponseTopic property)
+        self._device_wire: dict[DeviceRef, tuple[str, bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -164,8 +184,11 @@ class MqttDriver:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
         for pending in self._pending.values():
-            pending.ack.cancel()
-            pending.outcome.cancel()
+            if pending.waiter is not None:
+                pending.waiter.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     # --- network thread -----------------------------------------------------------------
 
@@ -391,23 +414,88 @@ class MqttDriver:
             return
         if isinstance(reply, Ack):
             pending.acks_seen += 1
-            if pending.ack.done():
+            if pending.ack is not None:
                 self.stats.duplicate_replies += 1
-            _settle(pending.ack, reply)
+                return
+            pending.ack = reply
+            want = "ack"
         else:
             pending.outcomes_seen += 1
-            if pending.outcome.done():
+            if pending.outcome is not None:
                 self.stats.duplicate_replies += 1
-            _settle(pending.outcome, reply)
+                return
+            pending.outcome = reply
+            want = "outcome"
+        if pending.waiter is not None and pending.want == want:
+            _settle(pending.waiter, True)
 
-    def _publish_command(self, device: DeviceRef, command: Command, expires_at: int) -> bool:
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = device.topic(Channel.REPLY)
-        props.CorrelationData = command.cmd_id.encode()
-        props.MessageExpiryInterval = max(1, math.ceil((expires_at - now_ms()) / 1000))
-        info = self._client.publish(
-            device.topic(Channel.CMD), encode(command), qos=1, properties=props
-        )
+    # --- the deadline wheel (event loop side) --------------------------------------------
+
+    async def _wait_reply(self, pending: _Pending, want: str, timeout: float) -> bool:
+        """Wait until ``pending`` has its ``want`` reply (True) or ``timeout`` passes (False).
+
+        The deadline is rounded up to ``_TICK``: never early, at most a tick late, and
+        commands sent in the same tick time out together (one settle transaction upstream).
+        """
+        if (pending.ack if want == "ack" else pending.outcome) is not None:
+            return True
+        loop = self._loop
+        assert loop is not None
+        waiter: asyncio.Future[bool] = loop.create_future()
+        pending.waiter, pending.want = waiter, want
+        deadline = math.ceil((loop.time() + timeout) / _TICK) * _TICK
+        self._deadline_seq += 1
+        heapq.heappush(self._deadlines, (deadline, self._deadline_seq, waiter))
+        if deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = loop.call_at(deadline, self._expire)
+        try:
+            return await waiter
+        finally:
+            pending.waiter = None
+
+    def _expire(self) -> None:
+        """Time out every wait whose deadline has come; re-arm for the next one."""
+        self._timer, self._timer_at = None, math.inf
+        loop = self._loop
+        if loop is None:
+            return
+        heap = self._deadlines
+        now = loop.time() + loop._clock_resolution  # as the loop itself counts a timer due
+        while heap and heap[0][0] <= now:
+            _settle(heapq.heappop(heap)[2], False)
+        # Waits already answered leave their entries behind: drop them at the front.
+        while heap and heap[0][2].done():
+            heapq.heappop(heap)
+        if heap:
+            self._timer_at = heap[0][0]
+            self._timer = loop.call_at(self._timer_at, self._expire)
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def _wire(self, device: DeviceRef) -> tuple[str, bytes]:
+        """The command topic and the packed ResponseTopic of ``device`` (cached)."""
+        wire = self._device_wire.get(device)
+        if wire is None:
+            if len(self._device_wire) >= _TOPIC_CACHE:
+                self._device_wire.clear()
+            wire = self._device_wire[device] = (
+                device.topic(Channel.CMD),
+                pack_response_topic(device.topic(Channel.REPLY)),
+            )
+        return wire
+
+    def _publish_command(
+        self, device: DeviceRef, command: Command, expires_at: int, payload: bytes | None = None
+    ) -> bool:
+        topic, reply = self._wire(device)
+        expiry = max(1, math.ceil((expires_at - now_ms()) / 1000))
+        props = PackedProperties(pack_publish_properties(expiry, reply, command.cmd_id.encode()))
+        if payload is None:
+            payload = encode(command)
+        info = self._client.publish(topic, payload, qos=1, properties=props)
         self.stats.command_publishes += 1
         return info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
@@ -440,13 +528,11 @@ class MqttDriver:
             budget_ms = math.ceil(timeout * (retries + 1) * 1000)
             issued = now_ms()
             command = command.model_copy(update={"ts": issued, "expires_at": issued + budget_ms})
-        loop = self._loop
-        pending = _Pending(
-            device, command.cmd, time.perf_counter(), loop.create_future(), loop.create_future()
-        )
+        pending = _Pending(device, command.cmd, time.perf_counter())
         self._pending[command.cmd_id] = pending
         self.stats.commands_sent += 1
         attempts = 0
+        payload = encode(command)  # the same bytes for every retry
         try:
             ack: Ack | None = None
             for attempt in range(retries + 1):
@@ -455,12 +541,10 @@ class MqttDriver:
                 if now_ms() > command.expires_at:
                     break
                 attempts += 1
-                self._publish_command(device, command, command.expires_at)
-                try:
-                    ack = await asyncio.wait_for(asyncio.shield(pending.ack), timeout)
+                self._publish_command(device, command, command.expires_at, payload)
+                if await self._wait_reply(pending, "ack", timeout):
+                    ack = pending.ack
                     break
-                except TimeoutError:
-                    continue
             ack_ms = (time.perf_counter() - pending.first_sent) * 1000 if ack else None
             if ack is None:
                 status = CommandStatus.NO_ACK if attempts else CommandStatus.EXPIRED
@@ -478,15 +562,16 @@ class MqttDriver:
                 and command.cmd in PHYSICAL_COMMANDS
             ):
                 wait = s.outcome_timeout if outcome_timeout is None else outcome_timeout
-                try:
-                    outcome = await asyncio.wait_for(asyncio.shield(pending.outcome), wait)
+                if await self._wait_reply(pending, "outcome", wait):
+                    outcome = pending.outcome
+                    assert outcome is not None
                     outcome_ms = (time.perf_counter() - pending.first_sent) * 1000
                     ok = outcome.status is OutcomeStatus.DONE
                     status = CommandStatus.DONE if ok else CommandStatus.FAILED
-                except TimeoutError:
+                else:
                     status = CommandStatus.NO_OUTCOME
-            elif pending.outcome.done():
-                outcome = pending.outcome.result()
+            elif pending.outcome is not None:
+                outcome = pending.outcome
         finally:
             self._pending.pop(command.cmd_id, None)
         self.stats.outcomes[status.value] += 1

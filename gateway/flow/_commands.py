@@ -5,14 +5,21 @@ to; it is marked ``sent`` just before the publish and settled (acked / failed / 
 an outbox event in one transaction. The ``cmd_id`` on the wire is derived from the journal
 key, so even a resend after a restart is the same command to the device, which never acts
 twice on one id.
+
+Settles are grouped: every command whose end comes within ``settle_window`` seconds of the
+first (acks of one burst, timeouts of one deadline tick) is settled in one transaction, and
+``dispatch`` returns once that has committed. A crash before the commit leaves the command
+``sent``, which ``recover()`` marks ``timeout`` (outcome unknown) and never sends again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +28,7 @@ from typing import Any
 from gateway.flow._types import CommandPort
 from gateway.outbox import Outbox, Priority
 from gateway.protocol import COMMAND_ADAPTER, Command, DeviceKind, DeviceRef
-from gateway.store import Store
+from gateway.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +73,16 @@ class CommandRunner:
         outbox: Outbox,
         send: CommandPort,
         clock: Callable[[], float] = time.time,
+        *,
+        settle_window: float = 0.002,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.send = send
         self.clock = clock
+        self.settle_window = settle_window
+        self._settles: list[_QueuedSettle] = []
+        self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
 
     def journal(
         self,
@@ -135,25 +147,108 @@ class CommandRunner:
             log.warning("flow: sending %s failed: %s", fields["cmd"], type(exc).__name__)
             status, reason, attempts = "not-sent", type(exc).__name__, 0
         state = JOURNAL_STATE.get(status, "failed")
-        self.settle(entry, state, {"status": status, "reason": reason, "attempts": attempts})
+        await self._settle_grouped(
+            entry, state, {"status": status, "reason": reason, "attempts": attempts}
+        )
         return Settled(entry["id"], state, status, reason)
 
     def settle(self, entry: dict[str, Any], state: str, outcome: dict[str, Any]) -> None:
-        """Record a command's end and its outbox event together."""
+        """Record a command's end and its outbox event together, now."""
         with self.store.transaction():
             self.store.mark_command(entry["id"], state, outcome)
-            self.outbox.append(
-                "command.outcome",
-                {
-                    "command_id": entry["id"],
-                    "command": entry["command"],
-                    "target_kind": entry["target_kind"],
-                    "target_id": entry["target_id"],
-                    "trip_id": entry.get("trip_id"),
-                    "state": state,
-                    **outcome,
-                    "at": self.clock(),
-                },
-                idempotency_key=f"cmd:{entry['id']}:{state}",
-                priority=Priority.OUTCOME,
-            )
+            self.outbox.append_many([self._outcome_event(entry, state, outcome)])
+
+    def _outcome_event(
+        self, entry: dict[str, Any], state: str, outcome: dict[str, Any], at: float | None = None
+    ) -> tuple[str, dict[str, Any], str, Priority, None]:
+        return (
+            "command.outcome",
+            {
+                "command_id": entry["id"],
+                "command": entry["command"],
+                "target_kind": entry["target_kind"],
+                "target_id": entry["target_id"],
+                "trip_id": entry.get("trip_id"),
+                "state": state,
+                **outcome,
+                "at": self.clock() if at is None else at,
+            },
+            f"cmd:{entry['id']}:{state}",
+            Priority.OUTCOME,
+            None,
+        )
+
+    # -- grouped settles -----------------------------------------------------------------------
+    async def _settle_grouped(
+        self, entry: dict[str, Any], state: str, outcome: dict[str, Any]
+    ) -> None:
+        """Queue a settle for the next group commit and wait until it is durable."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._settles.append(_QueuedSettle(entry, state, outcome, self.clock(), done))
+        if self._flush_handle is None:
+            if self.settle_window > 0:
+                self._flush_handle = loop.call_later(self.settle_window, self.flush_settles)
+            else:
+                self._flush_handle = loop.call_soon(self.flush_settles)
+        try:
+            await done
+        except asyncio.CancelledError:
+            # Cancelled (flow closing) before the group committed: write the group now (the
+            # settle is still queued), so a command that ended keeps its final state.
+            if self._settles:
+                try:
+                    self.flush_settles()
+                except Exception:
+                    log.exception("flow: settling commands on cancel failed")
+            raise
+
+    def flush_settles(self) -> None:
+        """Commit every queued settle in one transaction (each alone if that fails)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        group, self._settles = self._settles, []
+        if not group:
+            return
+        try:
+            with self.store.transaction():
+                self.store.settle_commands((q.entry["id"], q.state, q.outcome) for q in group)
+                self.outbox.append_many(
+                    [self._outcome_event(q.entry, q.state, q.outcome, q.at) for q in group]
+                )
+        except (StoreError, sqlite3.Error):  # one bad entry must not fail the others
+            for q in group:
+                try:
+                    with self.store.transaction():
+                        self.store.mark_command(q.entry["id"], q.state, q.outcome)
+                        self.outbox.append_many(
+                            [self._outcome_event(q.entry, q.state, q.outcome, q.at)]
+                        )
+                except Exception as exc:
+                    if not q.done.done():
+                        q.done.set_exception(exc)
+                else:
+                    _resolve(q.done)
+            return
+        except Exception as exc:
+            for q in group:
+                if not q.done.done():
+                    q.done.set_exception(exc)
+            return
+        for q in group:
+            _resolve(q.done)
+
+
+@dataclass(slots=True)
+class _QueuedSettle:
+    entry: dict[str, Any]
+    state: str
+    outcome: dict[str, Any]
+    at: float
+    done: asyncio.Future[None]
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

@@ -742,6 +742,26 @@ class Store:
                 [(state, now, id_) for id_ in ids],
             )
 
+    def settle_commands(self, items: Iterable[tuple[int, str, dict[str, Any] | None]]) -> None:
+        """``mark_command`` for many ``(id, state, outcome)``, one prepared statement, one
+        transaction (or the caller's); ``NotFound`` (nothing written) if any id is unknown."""
+        now = self.clock()
+        rows = []
+        for id_, state, outcome in items:
+            if state not in COMMAND_STATES:
+                raise StoreError(f"unknown command state {state!r}")
+            rows.append((state, None if outcome is None else json.dumps(outcome), now, id_))
+        if not rows:
+            return
+        with self.transaction() as c, self.db.savepoint():
+            cur = c.executemany(
+                "UPDATE command_journal SET state=?, outcome=COALESCE(?, outcome),"
+                " updated_at=? WHERE id=?",
+                rows,
+            )
+            if cur.rowcount != len(rows):
+                raise NotFound(f"{len(rows) - cur.rowcount} of {len(rows)} commands not found")
+
     def command(self, id: int) -> Row:
         return self._must("command_journal", id)
 
