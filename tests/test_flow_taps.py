@@ -5,14 +5,16 @@ per tap however often it is delivered, and no command sent twice across a crash.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 from firmware_sim.sdm import SdmTag
-from gateway.flow import CommandRunner
+from gateway.flow import CommandRunner, tap_key
 from gateway.flow._commands import build_command
+from gateway.protocol import StationStatus
 from tests.test_flow import READER_A, READER_B, Rig, new_uid, rig, until  # noqa: F401
-from tests.test_taps import CLONE_REASONS, FILE, META
+from tests.test_taps import CLONE_REASONS, FILE, META, event
 
 
 async def test_each_refusal_is_recorded_and_shown_to_the_rider(rig: Rig) -> None:
@@ -154,3 +156,120 @@ async def test_stale_journaled_command_is_dropped_not_sent(rig: Rig) -> None:
     assert report.dropped == [entry["id"]]
     assert rig.store.command(entry["id"])["state"] == "failed"
     assert st_a.counters.received["cmd-unlock-spot"] == 0
+
+
+async def test_a_replay_is_refused_and_shown_not_folded_into_the_original(rig: Rig) -> None:
+    flow = await rig.start_gateway()
+    rig.consume()
+    await rig.station("ST01", {1: "SXB001", 2: "SXB002"})
+    st_b = await rig.station("ST02", {1: "SXB003"})
+    tag = rig.rider(50)
+    url = tag.next_url()
+    original = rig.handler.handle(event(url, time.monotonic(), uid=tag.uid, reader=READER_A))
+    assert (await flow.on_tap(original)).status == "unlocked"
+    # the same message, copied and presented at another reader: same UID and read counter
+    replay = rig.handler.handle(event(url, time.monotonic(), uid=tag.uid, reader=READER_B))
+    assert not replay.accepted and replay.read_ctr == original.read_ctr
+    assert tap_key(replay) != tap_key(original)
+    d = await flow.on_tap(replay)
+    assert (d.status, d.reason, d.detail) == ("refused", "invalid_tag", "replayed")
+    assert (await flow.on_tap(replay)).status == "duplicate"  # the same tap handed over again
+    await until(lambda: st_b.feedback, what="the refusal shown at station B")
+    await flow.drain()
+    refused = rig.events("tap.refused")
+    assert [(e["reason"], e["detail"], e["reader"]) for e in refused] == [
+        ("invalid_tag", "replayed", READER_B)
+    ]
+    assert [(f.reader, f.result, f.reason) for f in st_b.feedback] == [
+        (READER_B, "refused", "invalid_tag")
+    ]
+    assert len(rig.events("tap.accepted")) == 1 and len(rig.commands("unlock-spot")) == 1
+
+
+async def test_every_read_error_is_refused_and_recorded(rig: Rig) -> None:
+    flow = await rig.start_gateway()
+    rig.consume()
+    st_a = await rig.station("ST01", {1: "SXB001"})
+    errors = [
+        rig.handler.handle(event(None, time.monotonic(), uid=None, reader=READER_A, error=why))
+        for why in ("io", "io", "removed")
+    ]
+    assert len({tap_key(t) for t in errors}) == 3  # no URL, no counter: reader + read time
+    decisions = [await flow.on_tap(t) for t in errors]
+    assert [(d.status, d.detail) for d in decisions] == [
+        ("refused", "io"),
+        ("refused", "io"),
+        ("refused", "removed"),
+    ]
+    assert (await flow.on_tap(errors[1])).status == "duplicate"
+    await until(lambda: len(st_a.feedback) == 3, what="three refusals shown")
+    await flow.drain()
+    assert [e["detail"] for e in rig.events("tap.refused")] == ["io", "io", "removed"]
+
+
+def _unknown_rental(rig: Rig, flow_rider: int) -> tuple[dict, int]:
+    """A tap journaled and marked sent, whose publish is still on its way at the crash."""
+    assert rig.flow is not None
+    _, entry = rig.flow.prepare(rig.tap(rig.rider(flow_rider)))
+    assert entry is not None
+    rig.store.mark_command(entry["id"], "sent")
+    return entry, json.loads(entry["args"])["cmd"]["spot"]
+
+
+async def _deliver_late(rig: Rig, entry: dict) -> None:
+    """The unlock reaches the station after the restart (same cmd_id: a late delivery)."""
+    device, fields, _ = CommandRunner.parse(entry)  # type: ignore[misc]
+    out = await rig.driver.send_command(  # type: ignore[union-attr]
+        device, build_command(fields, entry["idempotency_key"])
+    )
+    assert out.ok, out
+
+
+async def test_a_retained_status_from_before_the_unlock_never_cancels_an_unknown_rental(
+    rig: Rig,
+) -> None:
+    await rig.start_gateway(settle_margin=6.0)
+    st_a = await rig.station("ST01", {1: "SXB001"})
+    st_a.auto_release = False
+    entry, spot = _unknown_rental(rig, 40)
+    flow = await rig.start_gateway(settle_margin=6.0)  # restart: the retained status comes
+    rig.consume()
+    assert (await flow.recover()).unknown == [entry["id"]]
+    await until(
+        lambda: any(m.retained and isinstance(m.payload, StationStatus) for m in rig.seen),
+        what="the retained status (spot locked, vehicle in)",
+    )
+    await asyncio.sleep(0.2)
+    assert flow.rentals and not rig.events("rental.cancelled")
+    await _deliver_late(rig, entry)
+    st_a.undock(spot)
+    trip = await until(lambda: rig.store.open_trips(40), what="the rider's trip")
+    assert trip[0]["vehicle_id"] == json.loads(entry["args"])["ctx"]["vehicle_id"]
+    await flow.drain()
+    assert not rig.events("rental.cancelled")
+    assert [e["command_id"] for e in rig.events("trip.started")] == [entry["id"]]
+
+
+async def test_an_unknown_rental_cancelled_by_a_fresh_status_still_starts_a_late_trip(
+    rig: Rig,
+) -> None:
+    await rig.start_gateway(settle_margin=0.2)
+    st_a = await rig.station("ST01", {1: "SXB001"})
+    st_a.auto_release = False
+    entry, spot = _unknown_rental(rig, 41)
+    flow = await rig.start_gateway(settle_margin=0.2)
+    rig.consume()
+    await flow.recover()
+    # the station's heartbeat (every 3 s here), stamped after the send: still locked
+    cancelled = await until(
+        lambda: rig.events("rental.cancelled"), timeout=8, what="fresh status cancels"
+    )
+    assert [c["reason"] for c in cancelled] == ["unlock_not_done"] and not flow.rentals
+    assert any(not m.retained and isinstance(m.payload, StationStatus) for m in rig.seen)
+    await _deliver_late(rig, entry)  # it reached the station after all
+    st_a.undock(spot)
+    trip = await until(lambda: rig.store.open_trips(41), what="the trip from the tombstone")
+    assert trip[0]["vehicle_id"] == json.loads(entry["args"])["ctx"]["vehicle_id"]
+    await flow.drain()
+    assert [e["command_id"] for e in rig.events("trip.started")] == [entry["id"]]
+    assert not flow.tombstones

@@ -363,6 +363,11 @@ class ScooterSim(DeviceSim):
             for task in (sleeper, waker):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            # The suppress above also swallows a cancellation aimed at us while we wait for
+            # the helpers; without this the scooter's loop never stops (a fleet that hangs).
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError
         self._wake.clear()
 
     def execute(self, cmd: Any) -> Verdict:

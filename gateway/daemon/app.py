@@ -127,6 +127,8 @@ class Daemon:
             readers={r.id: r.station_id for r in s.readers},
             station_devices={st.id: st.device_id for st in s.stations},
             metrics=self.metrics,
+            # an unlock sent before a crash may still be executed until the driver gives up
+            outcome_timeout=s.mqtt.command_timeout + s.mqtt.outcome_timeout,
         )
         self._next_vehicle_id = max((int(v["id"]) for v in self.store.vehicles()), default=0) + 1
         self._known_serials = {v["serial_number"] for v in self.store.vehicles()}

@@ -37,6 +37,7 @@ from gateway.store import NotFound
 
 if TYPE_CHECKING:
     from gateway.flow._flow import RideFlow
+    from gateway.flow._types import Rental
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -191,14 +192,16 @@ class DeviceHandling:
         p = msg.payload
         if isinstance(p, SpotUndocked):
             rental = self.rentals.get((sid, p.spot))
-            if rental is not None and p.vehicle_id in (None, rental.serial):
+            if rental is None or p.vehicle_id not in (None, rental.serial):
+                rental = self.unearth(sid, p.spot, p.vehicle_id)  # cancelled while unknown
+            if rental is not None:
                 self.start_trip(rental)
             else:
                 self._undocked(sid, p.spot, p.vehicle_id)
         elif isinstance(p, SpotDocked):
             self._docked(sid, p.spot, p.vehicle_id)
         elif isinstance(p, StationStatus):
-            self._reconcile(sid, p)
+            self._reconcile(sid, p, retained=msg.retained)
         elif isinstance(p, PowerEvent):
             if p.type == "station-power-cut":
                 with self.store.transaction():
@@ -283,19 +286,42 @@ class DeviceHandling:
                 {"spot": number, "serial": serial, "vehicle_id": vehicle_id},
             )
 
-    def _reconcile(self: RideFlow, sid: int, status: StationStatus) -> None:
-        """Settle rentals from the station's status: a missed undock, an unknown unlock."""
+    def _reconcile(
+        self: RideFlow, sid: int, status: StationStatus, *, retained: bool = False
+    ) -> None:
+        """Settle rentals from the station's status: a missed undock, an unknown unlock.
+
+        A spot still locked with the vehicle cancels an ``unknown`` rental only if the
+        status is fresh (see :meth:`_settles`): a retained or older status may predate the
+        unlock reaching the station.
+        """
         for s in status.spots:
             rental = self.rentals.get((sid, s.spot))
-            if rental is None or rental.state == "unlocking":
+            if rental is None:
+                if self.tombstones and s.vehicle_id is None:
+                    gone = self.tombstones.get((sid, s.spot))
+                    if gone is not None and self._settles(gone[0], status, retained):
+                        rental = self.unearth(sid, s.spot, None)
+                        if rental is not None:
+                            self.start_trip(rental)  # it left after all
+                continue
+            if rental.state == "unlocking":
                 continue
             if s.vehicle_id != rental.serial:
                 self.start_trip(rental)  # the spot opened and the vehicle left
             elif rental.state == "unknown":
-                if s.locked:
-                    self._cancel_rental(rental, "unlock_not_done", relock=False)
-                else:
+                if not s.locked:
                     self._set_state(rental, "open")  # open, vehicle still there: timer relocks
+                elif self._settles(rental, status, retained):
+                    self._cancel_rental(rental, "unlock_not_done", relock=False)
+
+    def _settles(self: RideFlow, rental: Rental, status: StationStatus, retained: bool) -> bool:
+        """May this status settle an ``unknown`` rental? Once the outcome timeout has passed
+        since the send, any status; before, only a live one (not retained) stamped by the
+        device later than the send plus ``settle_margin``."""
+        if self.clock() >= rental.sent_at + self.outcome_timeout:
+            return True
+        return not retained and status.ts / 1000.0 > rental.sent_at + self.settle_margin
 
     # --- vehicles --------------------------------------------------------------------------
     def _on_vehicle(self: RideFlow, msg: DeviceMessage) -> None:

@@ -44,8 +44,22 @@ class Recovery:
 
 
 def tap_key(tap: Tap) -> str:
-    """The idempotency key of a tap: UID and read counter, hashed (no UID in the journal)."""
-    raw = f"{tap.uid}:{tap.read_ctr}" if tap.read_ctr is not None else f"{tap.event.url}"
+    """The idempotency key of a tap, hashed (no UID in the journal).
+
+    A tap whose SUN message verified: UID and read counter (a re-delivered tap, or the
+    same tap after a restart, finds its journaled unlock). Any other tap also carries its
+    verdict, its reader and its read's time: a replay (which repeats the UID and counter of
+    the tap it copies) is never folded into the accepted original, and read errors (no URL,
+    no counter) never share one key; only the very same tap handed over again does.
+    """
+    e = tap.event
+    if tap.accepted:
+        raw = f"{tap.uid}:{tap.read_ctr}" if tap.read_ctr is not None else f"{e.url}"
+    else:
+        raw = (
+            f"refused:{tap.reason}:{tap.uid}:{tap.read_ctr}:{e.url}:{e.reader}"
+            f":{e.wall_time!r}:{e.presented_at!r}"
+        )
     return "tap:" + hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -56,6 +70,9 @@ class RideFlow(DeviceHandling):
     its MQTT device id (default: the id as text). ``send`` is the MQTT command port.
     ``on_unlock_latency(seconds)`` (or ``metrics``, whose ``tap_to_unlock`` histogram is then
     observed) gets the gateway's time from a verified tap to its unlock handed to the port.
+    After a restart, a rental whose unlock may have reached the station (``unknown``) is
+    cancelled only by a fresh status (``settle_margin``, ``outcome_timeout``) and is then
+    kept ``tombstone_ttl`` seconds, so a late undock of its vehicle still starts the trip.
     """
 
     def __init__(
@@ -73,6 +90,9 @@ class RideFlow(DeviceHandling):
         resend_max_age: float = 30.0,
         metrics: Any | None = None,
         on_unlock_latency: Callable[[float], None] | None = None,
+        settle_margin: float = 2.0,
+        outcome_timeout: float = 15.0,
+        tombstone_ttl: float = 300.0,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -83,12 +103,17 @@ class RideFlow(DeviceHandling):
         self.clock = clock
         self.undock_timeout = undock_timeout
         self.resend_max_age = resend_max_age
+        self.settle_margin = settle_margin
+        self.outcome_timeout = outcome_timeout
+        self.tombstone_ttl = tombstone_ttl
         self.runner = CommandRunner(store, outbox, send, clock)
         if on_unlock_latency is None and metrics is not None:
             on_unlock_latency = metrics.tap_to_unlock.observe
         self.on_unlock_latency = on_unlock_latency
         self.book = RentalBook(store.db)
         self.rentals: dict[tuple[int, int], Rental] = {}  # (station id, spot number)
+        # unknown rentals cancelled: (rental, expiry); a late undock still starts the trip
+        self.tombstones: dict[tuple[int, int], tuple[Rental, float]] = {}
         self._recent: OrderedDict[str, TapDecision] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._held: list[list[Row]] | None = None  # sends waiting for a batch's commit
@@ -373,9 +398,16 @@ class RideFlow(DeviceHandling):
                 self._cancel_rental(rental, "not_undocked", relock=True)
 
     def _cancel_rental(self, rental: Rental, reason: str, *, relock: bool) -> None:
-        """The vehicle never left: forget the rental, lock the spot again if it was opened."""
+        """The vehicle never left: forget the rental, lock the spot again if it was opened.
+
+        An ``unknown`` rental (its unlock may have reached the station) is kept as a
+        tombstone for ``tombstone_ttl``: if its vehicle leaves the spot after all, the
+        rider's trip still starts (``rental.cancelled`` then ``trip.started``).
+        """
         self.rentals.pop((rental.station_id, rental.spot), None)
         rental.done.set()
+        if rental.state == "unknown":
+            self._bury(rental)
         entry = None
         with self.store.transaction():
             self.book.remove(rental.key)
@@ -402,6 +434,27 @@ class RideFlow(DeviceHandling):
             )
         if entry is not None:
             self.spawn(self.runner.dispatch(entry))
+
+    def _bury(self, rental: Rental) -> None:
+        now = self.clock()
+        for where, (_, expiry) in list(self.tombstones.items()):
+            if expiry <= now:
+                del self.tombstones[where]
+        self.tombstones[(rental.station_id, rental.spot)] = (rental, now + self.tombstone_ttl)
+
+    def unearth(self, station_id: int, spot: int, serial: str | None) -> Rental | None:
+        """The cancelled-unknown rental of this spot and vehicle, if still kept (taken)."""
+        kept = self.tombstones.get((station_id, spot))
+        if kept is None:
+            return None
+        rental, expiry = kept
+        if expiry <= self.clock():
+            del self.tombstones[(station_id, spot)]
+            return None
+        if serial is not None and serial != rental.serial:
+            return None
+        del self.tombstones[(station_id, spot)]
+        return rental
 
     def start_trip(self, rental: Rental) -> int | None:
         """The vehicle left its spot: trip, outbox event and vehicle unlock in one commit."""
@@ -515,8 +568,10 @@ class RideFlow(DeviceHandling):
         ``journaled``: never published, so it is sent now (same cmd_id) unless older than
         ``resend_max_age``. ``sent``: it may have reached the device, so it is never sent
         again: marked ``timeout`` (outcome unknown); its rental waits in state ``unknown`` for
-        the station's next status (or an undock) to settle it. Rentals whose spot had opened
-        before the crash are taken back, so their undock still starts the trip.
+        an undock, or a station status that is fresh (not retained, device ``ts`` later than
+        the send plus ``settle_margin``; any status once ``outcome_timeout`` has passed) to
+        settle it. Rentals whose spot had opened before the crash are taken back, so their
+        undock still starts the trip.
         """
         report = Recovery()
         now = self.clock()
@@ -526,6 +581,8 @@ class RideFlow(DeviceHandling):
             parsed = self.runner.parse(entry)
             rental = by_command.pop(entry["id"], None)
             if entry["state"] == "sent":
+                if rental is not None:
+                    rental.sent_at = float(entry["updated_at"])  # marked sent: on the wire
                 self.runner.settle(
                     entry, "timeout", {"status": "unknown", "reason": "gateway restarted"}
                 )
@@ -542,8 +599,12 @@ class RideFlow(DeviceHandling):
             else:
                 to_send.append((entry, rental))
         for rental in by_command.values():  # settled before the crash: acked or timed out
-            if self.store.command(rental.command_id)["state"] == "failed":
+            command = self.store.command(rental.command_id)
+            if command["state"] == "failed":
                 self.book.remove(rental.key)
+            elif rental.state == "unknown":  # still unsettled when the last run died too
+                rental.sent_at = float(command["updated_at"])
+                self._resume(rental, "unknown")
             else:
                 self._resume(rental, "open")
         for entry, rental in to_send:

@@ -69,6 +69,8 @@ class Rental:
 
     ``state``: ``unlocking`` until the command settles, ``open`` once acked, ``unknown``
     after a restart when the command may or may not have reached the station.
+    ``sent_at``: when an ``unknown`` rental's unlock was marked sent (the gateway's clock):
+    only a station status newer than that (plus a margin) may settle it.
     """
 
     key: str
@@ -84,3 +86,4 @@ class Rental:
     created_at: float
     state: Literal["unlocking", "open", "unknown"] = "unlocking"
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    sent_at: float = 0.0

@@ -9,6 +9,7 @@ commanded at walking speed or below, after the speed has been reduced.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,12 +92,36 @@ class _Track:
     end_parkings: tuple[dict[str, Any], ...] = ()
     end_noted: tuple | None = None
     parked_in: tuple[int, ...] = ()
+    # Caches: the place limits with the border's reduction, the limits and their minimum
+    # (per place limits, bundle, model and battery), and the time before which no trip rule
+    # can fire (per trip and bundle).
+    reduced_from: dict[str, int] | None = None
+    reduced: dict[str, int] = field(default_factory=dict)
+    limits_from: dict[str, int] | None = None
+    limits_plan: Any = None
+    limits_model: Any = None
+    limits_battery: Any = None
+    limits: dict[str, int] = field(default_factory=dict)
+    effective: int | None = None
+    quiet_trip: Trip | None = None
+    quiet_plan: Any = None
+    quiet_from: float = math.inf
+    quiet_until: float = -math.inf
+    quiet_locks: tuple[str, ...] = ()
+    quiet_cost: bool = False
 
 
 _MOVING = AlertType.VEHICLE_ILLEGAL_MOVING
 _UNLOCKED = AlertType.UNEXPECTED_UNLOCK
 _OUT = AlertType.VEHICLE_OUT_OF_NETWORK_AREA
 _HIGH = AlertSeverity.HIGH
+_LOW = AlertSeverity.LOW
+_END_GBFS = ("gbfs.ride_end_allowed",)
+_LOCK_BORDER = ("border.lock_vehicle",)
+_LOCK_BATTERY = ("rent_settings.min_battery_to_auto_lock",)
+_LOCK_TIME = ("rent_timings.trip_auto_lock",)
+_LOCK_CREDIT = ("rent_settings.credit_depletion_auto_lock",)
+_COST_DUE: Any = object()  # a trip cost that reached the credit, worked out only if needed
 _POSITION = attrgetter("lat", "lon", "fix_time", "accuracy_m")
 _dwithin = shapely.lib.dwithin
 
@@ -254,6 +279,9 @@ class RulesEngine:
         if duration is not None:
             d["trip_duration_s"] = round(duration, 3)
         if cost is not None:
+            if cost is _COST_DUE:
+                trip = st.trip  # off hold: the cost at this duration, as the credit rule has it
+                cost = trip_cost(tr.price, duration - trip.hold_seconds, trip.hold_seconds)  # type: ignore[operator, union-attr]
             d["trip_cost"] = round(cost, 4)
             d["credit"] = st.trip.credit  # type: ignore[union-attr]
         return d
@@ -266,22 +294,18 @@ class RulesEngine:
         if tr is None:
             tr = self._tracks[vid] = _Track()
         trip = st.trip
-        tid = trip.trip_id if trip is not None else None
+        tid = None if trip is None else trip.trip_id
         if tid != tr.trip_id:
             tr.trip_id = tid
             tr.done = {k for k in tr.done if not k.startswith("trip:")}
             tr.too_long_at = None
             tr.price_plan = None
             tr.end_noted = None
+            tr.quiet_trip = None
         done = tr.done
         locked = st.locked
         battery = st.battery
         moving = st.speed_kph > p.walking
-        slow = p.slow
-        commands: list[Command] = []
-        notes: list[Notification] = []
-        alerts: list[AlertDecision] = []
-        inp: dict[str, Any] | None = None
         duration = cost = None
         border_d = cell_d = None
 
@@ -294,7 +318,8 @@ class RulesEngine:
             held = tr.zone_hits
             if held is not hits and held and held != hits and tr.zone_plan is p:
                 hits = self._hold_speed_zones(p, st, held, hits, buffer)
-            tr.zone_hits, tr.zone_plan = hits, p
+            tr.zone_hits = hits
+            tr.zone_plan = p
             if p.has_border_geometry:
                 if border_d is None:  # near the border: the cell's side and gap may settle it
                     if cell[5] and cell[6] > buffer:
@@ -311,7 +336,7 @@ class RulesEngine:
                         tr.outside = outside = not outside
                         tr.candidate_since = None
                         left_now = outside
-                else:
+                elif tr.candidate_since is not None:
                     tr.candidate_since = None
                 inside: bool | None = not outside
             else:
@@ -321,7 +346,7 @@ class RulesEngine:
                 r = (
                     None
                     if info.timed
-                    else info.gbfs_cache.get((st.vehicle_type_id, tid is not None))
+                    else info.gbfs_cache.get((st.vehicle_type_id, trip is not None))
                 )
                 if r is None:
                     r = p.gbfs_place(info, st.vehicle_type_id, trip is not None, now)
@@ -339,7 +364,11 @@ class RulesEngine:
                 place_limits, labels, ride_end = info.limits, info.labels, None
                 r_end = None
             if tr.outside and p.border_reduce:
-                place_limits = {**place_limits, "border.reduce_vehicle_speed": slow}
+                # The same place limits give the same reduced ones: made once, not per report.
+                if tr.reduced_from is not place_limits:
+                    tr.reduced_from = place_limits
+                    tr.reduced = {**place_limits, "border.reduce_vehicle_speed": p.slow}
+                place_limits = tr.reduced
             tr.place_limits = place_limits
             tr.inside = inside
             tr.zones = labels
@@ -363,8 +392,9 @@ class RulesEngine:
                     if ride_end is None and seen:
                         ride_end = True  # a parking here has room
             else:
-                tr.end_reasons = ("gbfs.ride_end_allowed",) if ride_end is False else ()
-                tr.end_parkings = ()
+                tr.end_reasons = _END_GBFS if ride_end is False else ()
+                if tr.end_parkings:
+                    tr.end_parkings = ()
                 if not moving:
                     tr.end_noted = None
             tr.ride_end_allowed = ride_end
@@ -374,58 +404,97 @@ class RulesEngine:
         elif tr.parked_in and (trip is not None or not locked):
             self._repark(vid, tr, ())
 
-        limits = dict(tr.place_limits)
-        if p.has_speed_settings:
-            limits["speed_mode"] = p.mode_speed.get(st.model_id, p.default_mode_speed)  # type: ignore[arg-type]
-            if p.battery_slow_at is not None and battery <= p.battery_slow_at:
-                limits["battery_slow_down"] = p.battery_slow_speed  # type: ignore[assignment]
+        # The speed limits: the place's, the speed mode's, the battery's; worked out again
+        # only when one of them changes (the dict is shared: it is never changed in place).
+        model = st.model_id
+        if (
+            tr.limits_from is not tr.place_limits
+            or tr.limits_plan is not p
+            or tr.limits_model != model
+            or tr.limits_battery != battery
+        ):
+            self._limits(p, tr, model, battery)
+        limits = tr.limits
+        effective = tr.effective
 
         # Reasons to lock, and whether the trip ends with the lock.
-        lock_reasons: list[str] = ["border.lock_vehicle"] if p.border_lock and tr.outside else []
-        end_reasons: list[str] = []
+        lock_reasons: tuple[str, ...] = _LOCK_BORDER if p.border_lock and tr.outside else ()
+        end_reasons: tuple[str, ...] = ()
         if p.lock_battery is not None and battery < p.lock_battery:
-            lock_reasons.append("rent_settings.min_battery_to_auto_lock")
-            end_reasons.append("rent_settings.min_battery_to_auto_lock")
+            lock_reasons += _LOCK_BATTERY
+            end_reasons += _LOCK_BATTERY
         rt = p.timings
-        timer_events: list[tuple[str, Any]] | tuple = ()
+        timer_events: list[tuple[Any, Any]] | tuple = ()
         if trip is not None:
             duration = now - trip.started_at
-            if rt is not None and rt.trip_auto_lock > 0 and duration >= rt.trip_auto_lock:
-                lock_reasons.append("rent_timings.trip_auto_lock")
-                end_reasons.append("rent_timings.trip_auto_lock")
-            if p.credit_lock and trip.credit is not None:
-                if tr.price_plan is not p:  # the trip's pricing window, once per trip and bundle
-                    tr.price, tr.price_plan = p.price(trip.started_at), p
-                    tr.credit_key = None
-                price = tr.price
-                # Off hold, the cost only grows with the trip's duration: the duration at
-                # which it reaches the credit is worked out once, and the exact cost is
-                # computed only from there on.
-                if tr.credit_key is not trip:  # cached per Trip object
-                    self._credit_from(tr, trip, price)
-                if price is not None and (trip.on_hold or duration >= tr.credit_from):
-                    hold_s = trip.hold_seconds
-                    if trip.on_hold and trip.hold_started_at:
-                        hold_s += now - trip.hold_started_at
-                    c = trip_cost(price, duration - hold_s, hold_s)
-                    if c >= trip.credit:
-                        cost = c
-                        lock_reasons.append("rent_settings.credit_depletion_auto_lock")
-                        end_reasons.append("rent_settings.credit_depletion_auto_lock")
-            if rt is not None and (
-                duration >= p.timers_from_s
-                or trip.on_hold
-                or (not moving and trip.last_moved_at is not None and rt.trip_auto_pause > 0)
+            q = tr.quiet_trip
+            # Off hold, the trip rules change only at ``quiet_until`` (worked out when they
+            # last ran, for this trip and bundle): until then their lock reasons stand (time
+            # and cost only grow) and no timer is due, so they are not run again.
+            if (
+                tr.quiet_from <= now < tr.quiet_until
+                and (q is trip or (q is not None and q == trip))
+                and tr.quiet_plan is p
+                and not trip.on_hold
             ):
-                timer_events = self._trip_timers(trip, now, duration, rt, tr, moving)
+                trip_locks = tr.quiet_locks
+                if trip_locks:
+                    lock_reasons += trip_locks
+                    end_reasons += trip_locks
+                    if tr.quiet_cost:
+                        cost = _COST_DUE  # the exact cost, worked out if an input needs it
+            else:
+                trip_locks = ()
+                if rt is not None and rt.trip_auto_lock > 0 and duration >= rt.trip_auto_lock:
+                    trip_locks = _LOCK_TIME
+                if p.credit_lock and trip.credit is not None:
+                    if tr.price_plan is not p:  # the trip's pricing window, once per trip+bundle
+                        tr.price, tr.price_plan = p.price(trip.started_at), p
+                        tr.credit_key = None
+                    price = tr.price
+                    # Off hold, the cost only grows with the trip's duration: the duration at
+                    # which it reaches the credit is worked out once, and the exact cost is
+                    # computed only from there on.
+                    if tr.credit_key is not trip:  # cached per Trip object
+                        self._credit_from(tr, trip, price)
+                    if price is not None and (trip.on_hold or duration >= tr.credit_from):
+                        hold_s = trip.hold_seconds
+                        if trip.on_hold and trip.hold_started_at:
+                            hold_s += now - trip.hold_started_at
+                        c = trip_cost(price, duration - hold_s, hold_s)
+                        if c >= trip.credit:
+                            cost = c
+                            trip_locks += _LOCK_CREDIT
+                if trip_locks:
+                    lock_reasons += trip_locks
+                    end_reasons += trip_locks
+                if rt is not None and (
+                    duration >= p.timers_from_s
+                    or trip.on_hold
+                    or (not moving and trip.last_moved_at is not None and rt.trip_auto_pause > 0)
+                ):
+                    timer_events = self._trip_timers(trip, now, duration, rt, tr, moving)
+                if trip.on_hold:
+                    tr.quiet_trip = None
+                else:
+                    tr.quiet_trip, tr.quiet_plan, tr.quiet_from = trip, p, now
+                    tr.quiet_locks, tr.quiet_cost = trip_locks, cost is not None
+                    tr.quiet_until = self._quiet_until(p, trip, tr, trip_locks)
 
         # Emit, in a fixed order; ``inputs`` is built once, at the first decision.
-        vopen = self.alerts._open.get(vid)
+        commands: list[Command] = []
+        notes: list[Notification] = []
+        alerts: list[AlertDecision] = []
+        inp: dict[str, Any] | None = None
+        book = self.alerts
+        vopen = book._open.get(vid)
         if p.border_alert and place is not None:
             if tr.outside:
-                if vopen is None or not self.alerts.steady(vid, _OUT, _HIGH):
+                # ``book.steady(vid, _OUT, _HIGH)`` inline: open, not absent, not below HIGH.
+                o = None if vopen is None else vopen.get(_OUT)
+                if o is None or o.absent_since is not None or o.severity == _LOW:
                     inp = self._inputs(b, st, now, tr, duration, cost)
-                    a = self.alerts.present(
+                    a = book.present(
                         vid,
                         _OUT,
                         _HIGH,
@@ -440,13 +509,13 @@ class RulesEngine:
                     )
                     if a is not None:
                         alerts.append(a)
-                    vopen = self.alerts._open.get(vid)
+                    vopen = book._open.get(vid)
             elif vopen is not None and _OUT in vopen:
                 inp = inp or self._inputs(b, st, now, tr, duration, cost)
-                a = self.alerts.absent(vid, _OUT, now, "border.back_inside", inp)
+                a = book.absent(vid, _OUT, now, "border.back_inside", inp)
                 if a is not None:
                     alerts.append(a)
-                vopen = self.alerts._open.get(vid)
+                vopen = book._open.get(vid)
         if left_now and p.border_sound:
             inp = inp or self._inputs(b, st, now, tr, duration, cost)
             commands.append(Command(CommandKind.PLAY_SOUND, vid, "border.play_vehicle_sound", inp))
@@ -495,9 +564,13 @@ class RulesEngine:
             else:
                 notes.append(Notification(kind, vid, extra_inputs[0], extra_inputs[1], inp))
 
-        if lock_reasons and not locked:
-            if moving:
-                limits["pending_lock"] = slow
+        if lock_reasons:
+            if locked:
+                pass
+            elif moving:
+                limits = {**limits, "pending_lock": p.slow}
+                if effective is None or p.slow < effective:
+                    effective = p.slow
             elif tr.lock_sent_at is None or now - tr.lock_sent_at >= LOCK_RESEND_S:
                 tr.lock_sent_at = now
                 inp = inp or self._inputs(b, st, now, tr, duration, cost)
@@ -506,9 +579,9 @@ class RulesEngine:
                 if trip is not None and end_reasons and "trip:end" not in done:
                     done.add("trip:end")
                     commands.append(Command(CommandKind.END_TRIP, vid, end_reasons[0], linputs))
-        if not lock_reasons:
+        else:
             tr.lock_sent_at = None
-            if trip is not None and not trip.on_hold and locked and "trip:unlock" not in done:
+            if trip is not None and locked and not trip.on_hold and "trip:unlock" not in done:
                 done.add("trip:unlock")
                 inp = inp or self._inputs(b, st, now, tr, duration, cost)
                 commands.append(
@@ -523,35 +596,32 @@ class RulesEngine:
 
         # Alerts that need no position; the book is only touched when something may change.
         if moving and (locked or trip is None):
-            if vopen is None or not self.alerts.steady(vid, _MOVING, _HIGH):
+            o = None if vopen is None else vopen.get(_MOVING)
+            if o is None or o.absent_since is not None or o.severity == _LOW:
                 inp = inp or self._inputs(b, st, now, tr, duration, cost)
-                a = self.alerts.present(
-                    vid, _MOVING, _HIGH, now, "vehicle.moving_without_trip", inp
-                )
+                a = book.present(vid, _MOVING, _HIGH, now, "vehicle.moving_without_trip", inp)
                 if a is not None:
                     alerts.append(a)
-                vopen = self.alerts._open.get(vid)
+                vopen = book._open.get(vid)
         elif vopen is not None and _MOVING in vopen:
             inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            a = self.alerts.absent(vid, _MOVING, now, "vehicle.still", inp)
+            a = book.absent(vid, _MOVING, now, "vehicle.still", inp)
             if a is not None:
                 alerts.append(a)
-            vopen = self.alerts._open.get(vid)
+            vopen = book._open.get(vid)
         if not locked and trip is None:
-            if vopen is None or not self.alerts.steady(vid, _UNLOCKED, _HIGH):
+            o = None if vopen is None else vopen.get(_UNLOCKED)
+            if o is None or o.absent_since is not None or o.severity == _LOW:
                 inp = inp or self._inputs(b, st, now, tr, duration, cost)
-                a = self.alerts.present(
-                    vid, _UNLOCKED, _HIGH, now, "vehicle.unlocked_without_trip", inp
-                )
+                a = book.present(vid, _UNLOCKED, _HIGH, now, "vehicle.unlocked_without_trip", inp)
                 if a is not None:
                     alerts.append(a)
         elif vopen is not None and _UNLOCKED in vopen:
             inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            a = self.alerts.absent(vid, _UNLOCKED, now, "vehicle.locked", inp)
+            a = book.absent(vid, _UNLOCKED, now, "vehicle.locked", inp)
             if a is not None:
                 alerts.append(a)
 
-        effective = min(limits.values()) if limits else None
         if effective != tr.sent_speed or not tr.speed_sent_once:
             tr.sent_speed = effective
             tr.speed_sent_once = True
@@ -570,17 +640,68 @@ class RulesEngine:
         return make_decisions(
             vid,
             now,
-            tuple(commands),
-            tuple(alerts),
-            tuple(notes),
+            tuple(commands) if commands else (),
+            tuple(alerts) if alerts else (),
+            tuple(notes) if notes else (),
             effective,
-            limits,
+            dict(limits),
             tr.inside,
             tr.zones,
             place is not None,
             tr.ride_end_allowed,
             tr.end_reasons,
         )
+
+    @staticmethod
+    def _limits(p: Plan, tr: _Track, model: int | None, battery: int) -> None:
+        """The limits that apply before any pending lock, and their minimum, on the track."""
+        pl = tr.place_limits
+        limits = dict(pl)
+        if p.has_speed_settings:
+            limits["speed_mode"] = p.mode_speed.get(model, p.default_mode_speed)  # type: ignore[arg-type]
+            if p.battery_slow_at is not None and battery <= p.battery_slow_at:
+                limits["battery_slow_down"] = p.battery_slow_speed  # type: ignore[assignment]
+        tr.limits_from, tr.limits_plan, tr.limits_model, tr.limits_battery = pl, p, model, battery
+        tr.limits = limits
+        tr.effective = min(limits.values()) if limits else None
+
+    @staticmethod
+    def _quiet_until(p: Plan, trip: Trip, tr: _Track, active: tuple[str, ...]) -> float:
+        """The earliest time at which a trip rule may change (off hold): trip_auto_lock or
+        the credit lock begins (once begun, they hold on while time goes forward), a too-long
+        or stolen notification or the auto-pause is due. A little early on purpose (rounding),
+        never late."""
+        s = trip.started_at
+        due = [math.inf]
+        rt = p.timings
+        if rt is not None:
+            if rt.trip_auto_lock > 0 and _LOCK_TIME[0] not in active:
+                due.append(s + rt.trip_auto_lock)
+            too_long = s + rt.trip_too_long_notifications
+            if tr.too_long_at is not None:
+                too_long = max(too_long, tr.too_long_at + rt.trip_too_long_notifications_frequency)
+            due.append(too_long)
+            if "trip:stolen" not in tr.done:
+                due.append(s + rt.vehicle_stolen)
+            if (
+                rt.trip_auto_pause > 0
+                and trip.last_moved_at is not None
+                and "trip:hold" not in tr.done
+            ):
+                due.append(trip.last_moved_at + rt.trip_auto_pause)
+        if (
+            p.credit_lock
+            and trip.credit is not None
+            and tr.price_plan is p
+            and tr.credit_key is trip
+            and tr.price is not None
+            and _LOCK_CREDIT[0] not in active
+        ):
+            due.append(s + tr.credit_from)
+        q = min(due)
+        if q != math.inf:
+            q -= 1e-3 + abs(q) * 1e-9  # NaN stays NaN: never quiet
+        return q
 
     # -- virtual parkings -----------------------------------------------------------------
     def occupancy(self, parking_id: int) -> tuple[int, str]:
