@@ -408,3 +408,75 @@ def test_property_ride_along_a_speed_zone_edge_does_not_flap(acc: float, noise: 
         d = e.evaluate(at_xy(x, ymin + 50 + i * 3, accuracy_m=acc), NOW + i)
         changes += [c.max_speed_kph for c in d.commands if c.kind is CommandKind.SET_MAX_SPEED]
     assert len(changes) <= 2  # the first command, then at most one drop to 6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-600, 4000), min_size=1, max_size=25),
+    st.floats(0, 30000),
+    st.sampled_from([None, 2.0, 5.0, 60.0]),
+    st.one_of(st.none(), st.floats(0, 3000)),
+    st.lists(st.sampled_from([0.0, 15.0]), min_size=25, max_size=25),
+)
+def test_property_trip_rules_skipped_while_quiet_decide_the_same(
+    steps: list[float], age: float, credit: float | None, still: float | None, speeds: list
+) -> None:
+    """Off hold, the trip rules are not run again before they can change; with the clock
+    moving forward, back, or standing still, the decisions are those of running them on
+    every report."""
+    trip = Trip("t", NOW - age, credit=credit, last_moved_at=None if still is None else NOW - still)
+    cached, fresh = engine(), engine()
+    now = NOW
+    for dt, speed in zip(steps, speeds, strict=False):
+        now += dt
+        s = state(speed_kph=speed, fix_time=now, trip=trip)
+        a = cached.evaluate(s, now)
+        track = fresh._tracks.get("v1")
+        if track is not None:
+            track.quiet_trip = None  # forget when the trip rules may next change
+        b = fresh.evaluate(s, now)
+        assert a == b
+
+
+def test_decisions_is_a_frozen_slotted_dataclass() -> None:
+    d = engine().evaluate(state())
+    assert type(d).__name__ == "Decisions" and not hasattr(d, "__dict__")
+    with pytest.raises(AttributeError):
+        d.at = 0.0  # type: ignore[misc]
+    assert replace(d, at=1.0).at == 1.0 and replace(d, at=1.0) != d
+
+
+def test_evaluate_many_decides_as_evaluate_over_a_ride() -> None:
+    """Whole decisions, report after report, the batch path (cell keys in bulk, one or two
+    dict lookups) against the single one; unusable fixes (NaN, infinite) raise no warning."""
+    import random
+    import warnings
+
+    rng = random.Random(5)
+    single, bulk = engine(), engine()
+    fleet = [(rng.uniform(-5000, 5000), rng.uniform(-5000, 5000)) for _ in range(60)]
+    for step in range(12):
+        now = NOW + 7 * step
+        batch = []
+        for i, (x, y) in enumerate(fleet):
+            x, y = x + rng.uniform(-40, 40), y + rng.uniform(-40, 40)
+            fleet[i] = (x, y)
+            batch.append(
+                state(
+                    x,
+                    y,
+                    vehicle_id=f"v{i}",
+                    fix_time=now,
+                    accuracy_m=rng.uniform(1, 30),
+                    speed_kph=rng.choice([0.0, 12.0, 24.0]),
+                    locked=i % 4 == 0,
+                    trip=None if i % 4 == 0 else Trip(f"t{i}", NOW - 100 * i, credit=20.0),
+                )
+            )
+        batch.append(state(vehicle_id="nan", lat=math.nan, fix_time=now))
+        batch.append(state(vehicle_id="inf", lon=math.inf, fix_time=now))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = bulk.evaluate_many(batch, now)
+        assert got == [single.evaluate(s, now) for s in batch]
+        assert not got[-1].position_used and not got[-2].position_used

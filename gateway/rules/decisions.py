@@ -6,6 +6,7 @@ Every decision carries ``reason`` (the rule that fired, e.g. ``border.lock_vehic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -79,7 +80,7 @@ class Notification:
     inputs: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decisions:
     """Everything decided for one vehicle state at one instant.
 
@@ -109,43 +110,44 @@ class Decisions:
         return [c.kind for c in self.commands]
 
 
-_new = object.__new__
-_set = object.__setattr__
-
-
-def make_decisions(
-    vehicle_id: str,
-    at: float,
-    commands: tuple[Command, ...],
-    alerts: tuple[AlertDecision, ...],
-    notifications: tuple[Notification, ...],
-    max_speed_kph: int | None,
-    limits: dict[str, int],
-    inside_network: bool | None,
-    zones: tuple[str, ...],
-    position_used: bool,
-    ride_end_allowed: bool | None,
-    ride_end_reasons: tuple[str, ...] = (),
-) -> Decisions:
+class _DecisionsBuilder:
     """``Decisions(...)`` for the engine's hot path: the same frozen object, built in one
-    step (a frozen dataclass's ``__init__`` pays a guarded ``setattr`` per field)."""
-    d = _new(Decisions)
-    _set(
-        d,
-        "__dict__",
-        {
-            "vehicle_id": vehicle_id,
-            "at": at,
-            "commands": commands,
-            "alerts": alerts,
-            "notifications": notifications,
-            "max_speed_kph": max_speed_kph,
-            "limits": limits,
-            "inside_network": inside_network,
-            "zones": zones,
-            "position_used": position_used,
-            "ride_end_allowed": ride_end_allowed,
-            "ride_end_reasons": ride_end_reasons,
-        },
-    )
-    return d
+    step. A frozen dataclass's ``__init__`` pays a guarded ``setattr`` per field; this class
+    has the very same slots, fills them plainly and then becomes a ``Decisions`` (a class
+    change between two classes of one layout), so what callers get is an ordinary one."""
+
+    __slots__ = Decisions.__slots__  # type: ignore[attr-defined]
+
+    def __init__(
+        self,
+        vehicle_id: str,
+        at: float,
+        commands: tuple[Command, ...],
+        alerts: tuple[AlertDecision, ...],
+        notifications: tuple[Notification, ...],
+        max_speed_kph: int | None,
+        limits: dict[str, int],
+        inside_network: bool | None,
+        zones: tuple[str, ...],
+        position_used: bool,
+        ride_end_allowed: bool | None,
+        ride_end_reasons: tuple[str, ...] = (),
+    ) -> None:
+        self.vehicle_id = vehicle_id
+        self.at = at
+        self.commands = commands
+        self.alerts = alerts
+        self.notifications = notifications
+        self.max_speed_kph = max_speed_kph
+        self.limits = limits
+        self.inside_network = inside_network
+        self.zones = zones
+        self.position_used = position_used
+        self.ride_end_allowed = ride_end_allowed
+        self.ride_end_reasons = ride_end_reasons
+        self.__class__ = Decisions  # type: ignore[assignment]
+
+
+# make_decisions(vehicle_id, at, commands, alerts, notifications, max_speed_kph, limits,
+# inside_network, zones, position_used, ride_end_allowed, ride_end_reasons=()) -> Decisions
+make_decisions: Callable[..., Decisions] = _DecisionsBuilder  # type: ignore[assignment]

@@ -32,7 +32,7 @@ from gateway.rules.decisions import (
     NotificationKind,
     make_decisions,
 )
-from gateway.rules.plan import SPEED, Plan, point
+from gateway.rules.plan import KEY, SPEED, Plan, point
 from gateway.rules.pricing import trip_cost
 
 LOCK_RESEND_S = 30.0
@@ -70,45 +70,52 @@ class VehicleState:
 
 @dataclass(slots=True)
 class _Track:
+    """A vehicle's memory. The fields read on every report come first (fewer cache lines)."""
+
+    trip_id: str | None = None
+    done: set[str] = field(default_factory=set)
+    zone_hits: tuple[int, ...] = ()
+    zone_plan: Any = None
     outside: bool = False
     candidate_since: float | None = None
+    # The meaning of the last fix's zones (info, GBFS result) for a vehicle type and trip state.
+    memo_info: Any = None
+    memo_r: Any = None
+    memo_on_trip: bool = False
+    memo_vtype: str | None = None
     place_limits: dict[str, int] = field(default_factory=dict)
     inside: bool | None = None
     zones: tuple[str, ...] = ()
-    ride_end_allowed: bool | None = None
-    sent_speed: int | None = None
-    speed_sent_once: bool = False
-    lock_sent_at: float | None = None
-    done: set[str] = field(default_factory=set)
-    too_long_at: float | None = None
-    trip_id: str | None = None
-    zone_hits: tuple[int, ...] = ()
-    zone_plan: Any = None
-    price: Any = None
-    price_plan: Any = None
-    credit_key: Trip | None = None
-    credit_from: float = 0.0
     end_reasons: tuple[str, ...] = ()
     end_parkings: tuple[dict[str, Any], ...] = ()
-    end_noted: tuple | None = None
+    ride_end_allowed: bool | None = None
     parked_in: tuple[int, ...] = ()
-    # Caches: the place limits with the border's reduction, the limits and their minimum
-    # (per place limits, bundle, model and battery), and the time before which no trip rule
-    # can fire (per trip and bundle).
-    reduced_from: dict[str, int] | None = None
-    reduced: dict[str, int] = field(default_factory=dict)
+    # The limits and their minimum, per place limits, bundle, model and battery.
     limits_from: dict[str, int] | None = None
     limits_plan: Any = None
     limits_model: Any = None
     limits_battery: Any = None
     limits: dict[str, int] = field(default_factory=dict)
     effective: int | None = None
+    # Before ``quiet_until`` (from ``quiet_from``) no trip rule can change, per trip and bundle.
     quiet_trip: Trip | None = None
     quiet_plan: Any = None
     quiet_from: float = math.inf
     quiet_until: float = -math.inf
     quiet_locks: tuple[str, ...] = ()
     quiet_cost: bool = False
+    sent_speed: int | None = None
+    speed_sent_once: bool = False
+    lock_sent_at: float | None = None
+    end_noted: tuple | None = None
+    # The place limits with the border's reduction, made once per place limits.
+    reduced_from: dict[str, int] | None = None
+    reduced: dict[str, int] = field(default_factory=dict)
+    too_long_at: float | None = None
+    price: Any = None
+    price_plan: Any = None
+    credit_key: Trip | None = None
+    credit_from: float = 0.0
 
 
 _MOVING = AlertType.VEHICLE_ILLEGAL_MOVING
@@ -122,7 +129,8 @@ _LOCK_BATTERY = ("rent_settings.min_battery_to_auto_lock",)
 _LOCK_TIME = ("rent_timings.trip_auto_lock",)
 _LOCK_CREDIT = ("rent_settings.credit_depletion_auto_lock",)
 _COST_DUE: Any = object()  # a trip cost that reached the credit, worked out only if needed
-_POSITION = attrgetter("lat", "lon", "fix_time", "accuracy_m")
+_LAT, _LON = attrgetter("lat"), attrgetter("lon")
+_FIX_TIME, _ACCURACY = attrgetter("fix_time"), attrgetter("accuracy_m")
 _dwithin = shapely.lib.dwithin
 
 
@@ -209,7 +217,14 @@ class RulesEngine:
             and -90 <= lat <= 90  # NaN fails every comparison
             and -180 <= lon <= 180
         ):
-            place = p.grid.locate((lon - p.lon0) * p.kx, (lat - p.lat0) * p.ky)
+            x, y = (lon - p.lon0) * p.kx, (lat - p.lat0) * p.ky
+            grid = p.grid
+            c = grid.cell_m
+            cell = grid.cells.get((x // c) * KEY + (y // c))  # ``locate``'s usual case inline
+            if cell is not None and cell[4]:
+                c = grid.fine_m
+                cell = grid.fine.get((x // c) * KEY + (y // c))
+            place = grid.locate(x, y) if cell is None or cell[1] else (cell[0], cell[2], cell)
         else:
             place = None
         return self._decide(b, p, state, t, place)
@@ -217,14 +232,18 @@ class RulesEngine:
     def evaluate_many(
         self, states: Sequence[VehicleState], now: float | None = None
     ) -> list[Decisions]:
-        """Decide for many vehicles at one instant; fix checks and projection run in bulk."""
+        """Decide for many vehicles at one instant; fix checks, projection and grid cell keys
+        run in bulk."""
         b = self._holder.current
         t = self._clock() if now is None else now
         p = b.plan or self._plan(b)
         if not states:
             return []
-        a = np.array(list(map(_POSITION, states)), dtype=float)
-        lat, lon, age, acc = a[:, 0], a[:, 1], t - a[:, 2], a[:, 3]
+        n = len(states)
+        lat = np.fromiter(map(_LAT, states), float, n)
+        lon = np.fromiter(map(_LON, states), float, n)
+        age = t - np.fromiter(map(_FIX_TIME, states), float, n)
+        acc = np.fromiter(map(_ACCURACY, states), float, n)
         ok = (
             (age >= -5.0)
             & (age <= p.max_fix_age_s)
@@ -235,20 +254,41 @@ class RulesEngine:
             & (lon >= -180)
             & (lon <= 180)
         )
-        xs = ((lon - p.lon0) * p.kx).tolist()
-        ys = ((lat - p.lat0) * p.ky).tolist()
-        lookup = p.grid.locate
+        x = (lon - p.lon0) * p.kx
+        y = (lat - p.lat0) * p.ky
+        # Each fix's coarse and fine cell key (``CellGrid.cell``'s arithmetic, in bulk): most
+        # fixes then cost one or two dict lookups; the rest (a cell not built yet, or a zone
+        # boundary crossing it) go through ``locate``.
+        # (An unusable fix may be NaN or infinite: its key is not used, and not warned about.)
+        grid = p.grid
+        c, f = grid.cell_m, grid.fine_m
+        with np.errstate(all="ignore"):
+            coarse = (np.floor_divide(x, c) * KEY + np.floor_divide(y, c)).tolist()
+            fine = (np.floor_divide(x, f) * KEY + np.floor_divide(y, f)).tolist()
+        cells, fines, locate = grid.cells.get, grid.fine.get, grid.locate
         decide = self._decide
+        out = []
+        append = out.append
         # A batch makes thousands of small acyclic objects that all live until it returns;
         # the cyclic collector would scan them (and the whole heap) several times over.
         paused = gc.isenabled()
         if paused:
             gc.disable()
         try:
-            return [
-                decide(b, p, st, t, lookup(x, y) if u else None)
-                for st, u, x, y in zip(states, ok.tolist(), xs, ys, strict=True)
-            ]
+            for st, u, xi, yi, kc, kf in zip(
+                states, ok.tolist(), x.tolist(), y.tolist(), coarse, fine, strict=True
+            ):
+                if u:
+                    cell = cells(kc)
+                    if cell is not None and cell[4]:
+                        cell = fines(kf)
+                    if cell is None or cell[1]:
+                        append(decide(b, p, st, t, locate(xi, yi)))
+                    else:
+                        append(decide(b, p, st, t, (cell[0], cell[2], cell)))
+                else:
+                    append(decide(b, p, st, t, None))
+            return out
         finally:
             if paused:
                 gc.enable()
@@ -316,10 +356,12 @@ class RulesEngine:
             hits, border_d, cell = place
             buffer = st.accuracy_m if st.accuracy_m > p.min_buffer_m else p.min_buffer_m
             held = tr.zone_hits
-            if held is not hits and held and held != hits and tr.zone_plan is p:
-                hits = self._hold_speed_zones(p, st, held, hits, buffer)
-            tr.zone_hits = hits
-            tr.zone_plan = p
+            same = held is hits and tr.zone_plan is p  # the very zones of the last fix
+            if not same:
+                if held and held != hits and tr.zone_plan is p:
+                    hits = self._hold_speed_zones(p, st, held, hits, buffer)
+                tr.zone_hits = hits
+                tr.zone_plan = p
             if p.has_border_geometry:
                 if border_d is None:  # near the border: the cell's side and gap may settle it
                     if cell[5] and cell[6] > buffer:
@@ -341,15 +383,34 @@ class RulesEngine:
                 inside: bool | None = not outside
             else:
                 inside = None
-            info = p._places.get(hits) or p.place(hits)
-            if p.gbfs is not None:
-                r = (
-                    None
-                    if info.timed
-                    else info.gbfs_cache.get((st.vehicle_type_id, trip is not None))
-                )
-                if r is None:
-                    r = p.gbfs_place(info, st.vehicle_type_id, trip is not None, now)
+            # What the zones mean (and the GBFS rules there): kept from the last fix when its
+            # zones, the vehicle type and whether on a trip are the same (no time windows).
+            on_trip = trip is not None
+            vtype = st.vehicle_type_id
+            if (
+                same
+                and tr.memo_info is not None
+                and tr.memo_on_trip is on_trip
+                and tr.memo_vtype == vtype
+            ):
+                info, r = tr.memo_info, tr.memo_r
+            else:
+                info = p._places.get(hits) or p.place(hits)
+                if (
+                    info is tr.memo_info  # other cells, the same zones
+                    and tr.memo_on_trip is on_trip
+                    and tr.memo_vtype == vtype
+                ):
+                    r = tr.memo_r
+                else:
+                    r = None
+                    if p.gbfs is not None:
+                        r = None if info.timed else info.gbfs_cache.get((vtype, on_trip))
+                        if r is None:
+                            r = p.gbfs_place(info, vtype, on_trip, now)
+                    tr.memo_info = None if info.timed else info
+                    tr.memo_r, tr.memo_on_trip, tr.memo_vtype = r, on_trip, vtype
+            if r is not None:
                 place_limits, labels, ride_end, through = r
                 r_end = ride_end
                 if through is False and trip is not None:
@@ -429,13 +490,13 @@ class RulesEngine:
             duration = now - trip.started_at
             q = tr.quiet_trip
             # Off hold, the trip rules change only at ``quiet_until`` (worked out when they
-            # last ran, for this trip and bundle): until then their lock reasons stand (time
-            # and cost only grow) and no timer is due, so they are not run again.
+            # last ran, for this trip, equal to it, and this bundle; a trip on hold is never
+            # kept): until then their lock reasons stand (time and cost only grow) and no
+            # timer is due, so they are not run again.
             if (
                 tr.quiet_from <= now < tr.quiet_until
                 and (q is trip or (q is not None and q == trip))
                 and tr.quiet_plan is p
-                and not trip.on_hold
             ):
                 trip_locks = tr.quiet_locks
                 if trip_locks:
@@ -516,53 +577,57 @@ class RulesEngine:
                 if a is not None:
                     alerts.append(a)
                 vopen = book._open.get(vid)
-        if left_now and p.border_sound:
-            inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            commands.append(Command(CommandKind.PLAY_SOUND, vid, "border.play_vehicle_sound", inp))
-        if no_through_note:
-            inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            notes.append(
-                Notification(
-                    NotificationKind.NO_RIDE_THROUGH_ZONE,
-                    vid,
-                    "gbfs.ride_through_allowed",
-                    True,
-                    inp,
+        if left_now or no_through_note or end_note is not None or timer_events:
+            # Rare: a border crossing, a GBFS or parking notice, a trip timer.
+            if left_now and p.border_sound:
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                commands.append(
+                    Command(CommandKind.PLAY_SOUND, vid, "border.play_vehicle_sound", inp)
                 )
-            )
-        if end_note is not None:
-            inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            notes.append(
-                Notification(
-                    _PARKING_NOTE[end_note[0]],
-                    vid,
-                    _PARKING_RULE[end_note[0]],
-                    True,
-                    {**inp, "parkings": [dict(q) for q in tr.end_parkings]},
+            if no_through_note:
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                notes.append(
+                    Notification(
+                        NotificationKind.NO_RIDE_THROUGH_ZONE,
+                        vid,
+                        "gbfs.ride_through_allowed",
+                        True,
+                        inp,
+                    )
                 )
-            )
-        if left_now and p.border_notify and trip is not None:
-            inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            notes.append(
-                Notification(
-                    NotificationKind.OUT_OF_NETWORK_AREA,
-                    vid,
-                    "border.notify_user",
-                    True,
-                    {
-                        **inp,
-                        "border_distance_m": self._border_exact(p, st, cell_d)
-                        if cell_d is not None
-                        else border_d,
-                    },
+            if end_note is not None:
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                notes.append(
+                    Notification(
+                        _PARKING_NOTE[end_note[0]],
+                        vid,
+                        _PARKING_RULE[end_note[0]],
+                        True,
+                        {**inp, "parkings": [dict(q) for q in tr.end_parkings]},
+                    )
                 )
-            )
-        for kind, extra_inputs in timer_events:
-            inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            if isinstance(kind, CommandKind):
-                commands.append(Command(kind, vid, extra_inputs[0], {**inp, **extra_inputs[1]}))
-            else:
-                notes.append(Notification(kind, vid, extra_inputs[0], extra_inputs[1], inp))
+            if left_now and p.border_notify and trip is not None:
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                notes.append(
+                    Notification(
+                        NotificationKind.OUT_OF_NETWORK_AREA,
+                        vid,
+                        "border.notify_user",
+                        True,
+                        {
+                            **inp,
+                            "border_distance_m": self._border_exact(p, st, cell_d)
+                            if cell_d is not None
+                            else border_d,
+                        },
+                    )
+                )
+            for kind, extra_inputs in timer_events:
+                inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                if isinstance(kind, CommandKind):
+                    commands.append(Command(kind, vid, extra_inputs[0], {**inp, **extra_inputs[1]}))
+                else:
+                    notes.append(Notification(kind, vid, extra_inputs[0], extra_inputs[1], inp))
 
         if lock_reasons:
             if locked:
@@ -595,32 +660,36 @@ class RulesEngine:
                 )
 
         # Alerts that need no position; the book is only touched when something may change.
-        if moving and (locked or trip is None):
-            o = None if vopen is None else vopen.get(_MOVING)
-            if o is None or o.absent_since is not None or o.severity == _LOW:
+        # (moving while locked or without a trip, unlocked without a trip, or open alerts)
+        if vopen is not None or (trip is None and (moving or not locked)) or (moving and locked):
+            if moving and (locked or trip is None):
+                o = None if vopen is None else vopen.get(_MOVING)
+                if o is None or o.absent_since is not None or o.severity == _LOW:
+                    inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                    a = book.present(vid, _MOVING, _HIGH, now, "vehicle.moving_without_trip", inp)
+                    if a is not None:
+                        alerts.append(a)
+                    vopen = book._open.get(vid)
+            elif vopen is not None and _MOVING in vopen:
                 inp = inp or self._inputs(b, st, now, tr, duration, cost)
-                a = book.present(vid, _MOVING, _HIGH, now, "vehicle.moving_without_trip", inp)
+                a = book.absent(vid, _MOVING, now, "vehicle.still", inp)
                 if a is not None:
                     alerts.append(a)
                 vopen = book._open.get(vid)
-        elif vopen is not None and _MOVING in vopen:
-            inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            a = book.absent(vid, _MOVING, now, "vehicle.still", inp)
-            if a is not None:
-                alerts.append(a)
-            vopen = book._open.get(vid)
-        if not locked and trip is None:
-            o = None if vopen is None else vopen.get(_UNLOCKED)
-            if o is None or o.absent_since is not None or o.severity == _LOW:
+            if not locked and trip is None:
+                o = None if vopen is None else vopen.get(_UNLOCKED)
+                if o is None or o.absent_since is not None or o.severity == _LOW:
+                    inp = inp or self._inputs(b, st, now, tr, duration, cost)
+                    a = book.present(
+                        vid, _UNLOCKED, _HIGH, now, "vehicle.unlocked_without_trip", inp
+                    )
+                    if a is not None:
+                        alerts.append(a)
+            elif vopen is not None and _UNLOCKED in vopen:
                 inp = inp or self._inputs(b, st, now, tr, duration, cost)
-                a = book.present(vid, _UNLOCKED, _HIGH, now, "vehicle.unlocked_without_trip", inp)
+                a = book.absent(vid, _UNLOCKED, now, "vehicle.locked", inp)
                 if a is not None:
                     alerts.append(a)
-        elif vopen is not None and _UNLOCKED in vopen:
-            inp = inp or self._inputs(b, st, now, tr, duration, cost)
-            a = book.absent(vid, _UNLOCKED, now, "vehicle.locked", inp)
-            if a is not None:
-                alerts.append(a)
 
         if effective != tr.sent_speed or not tr.speed_sent_once:
             tr.sent_speed = effective
@@ -644,7 +713,7 @@ class RulesEngine:
             tuple(alerts) if alerts else (),
             tuple(notes) if notes else (),
             effective,
-            dict(limits),
+            dict(limits) if limits is tr.limits else limits,  # each Decisions its own dict
             tr.inside,
             tr.zones,
             place is not None,

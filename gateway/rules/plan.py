@@ -23,6 +23,11 @@ from gateway.rules.geometry import BorderIndex, ZoneIndex
 
 SPEED, PARKING, GBFS = 0, 1, 2
 MAX_CACHED = 1 << 18
+# A cell's key is ``i * KEY + j`` for its column i and row j (``x // size``, ``y // size``).
+# Usable fixes are within +-180 degrees of longitude and +-90 of latitude of the origin, at
+# most ~4.1e7 m, so with cells of 1 m or more |j| < 2**26 < KEY / 2 and |i * KEY| < 2**53:
+# every key is an integer-valued float that no other cell shares.
+KEY = float(1 << 27)
 _intersects_xy = shapely.lib.intersects_xy  # the ufunc itself: no wrapper per point
 _points, _NAN_ALLOW = shapely.lib.points, np.intc(0)
 
@@ -67,14 +72,18 @@ class CellGrid:
     __slots__ = ("border", "cell_m", "cells", "fine", "fine_m", "geoms", "tree", "zones")
 
     def __init__(self, zones: ZoneIndex, border: BorderIndex | None, cell_m: float = 25.0):
+        if cell_m < 4.0:  # the cell keys below must stay exact (see ``KEY``)
+            raise ValueError("cell_m must be at least 4 m")
         self.zones = zones
         self.tree = zones.tree if len(zones) else None
         self.geoms = np.asarray(zones.geoms, dtype=object)
         self.border = border
         self.cell_m = cell_m
         self.fine_m = cell_m / 4
-        self.cells: dict[tuple[int, int], tuple] = {}
-        self.fine: dict[tuple[int, int], tuple] = {}
+        # Cells are keyed by one float, ``(x // size) * KEY + (y // size)``: cheaper to make
+        # and hash than a tuple, and computed for a whole batch at once by ``evaluate_many``.
+        self.cells: dict[float, tuple] = {}
+        self.fine: dict[float, tuple] = {}
 
     def _classify(
         self, x0: float, y0: float, c: float, ids: np.ndarray | None, inside: tuple[int, ...]
@@ -102,39 +111,44 @@ class CellGrid:
                 dist = b.margin_m * side
         return (inside, edge, dist, segs, bool(edge) or bool(segs), side, gap)
 
-    def _build(self, key: tuple[int, int]) -> tuple:
+    def _build(self, i: float, j: float) -> tuple:
         c = self.cell_m
-        info = self._classify(key[0] * c, key[1] * c, c, None, ())
+        info = self._classify(i * c, j * c, c, None, ())
         if len(self.cells) >= MAX_CACHED:
             self.cells.clear()
-        self.cells[key] = info
+        self.cells[i * KEY + j] = info
         return info
 
-    def _build_fine(self, key: tuple[int, int], parent: tuple) -> tuple:
+    def _build_fine(self, i: float, j: float, parent: tuple) -> tuple:
         f = self.fine_m
         ids = np.asarray(parent[1], dtype=np.intp)
-        info = self._classify(key[0] * f, key[1] * f, f, ids, parent[0])
+        info = self._classify(i * f, j * f, f, ids, parent[0])
         if parent[2] is not None:  # the parent's border distance holds here too
             info = (info[0], info[1], parent[2], (), bool(info[1]), parent[5], parent[6])
         if len(self.fine) >= MAX_CACHED:
             self.fine.clear()
-        self.fine[key] = info
+        self.fine[i * KEY + j] = info
+        return info
+
+    def cell(self, x: float, y: float) -> tuple:
+        """The (coarse or fine) cell of (x, y), built if it is not known yet."""
+        c = self.cell_m
+        i, j = x // c, y // c
+        info = self.cells.get(i * KEY + j)
+        if info is None:
+            info = self._build(i, j)
+        if info[4]:
+            c = self.fine_m
+            i, j = x // c, y // c
+            parent = info
+            info = self.fine.get(i * KEY + j)
+            if info is None:
+                info = self._build_fine(i, j, parent)
         return info
 
     def lookup(self, x: float, y: float) -> tuple[tuple[int, ...], float | None]:
         """Zone positions hit by (x, y), sorted, and the clamped signed border distance."""
-        c = self.cell_m
-        key = (int(x // c), int(y // c))
-        info = self.cells.get(key)
-        if info is None:
-            info = self._build(key)
-        if info[4]:
-            c = self.fine_m
-            key2 = (int(x // c), int(y // c))
-            parent = info
-            info = self.fine.get(key2)
-            if info is None:
-                info = self._build_fine(key2, parent)
+        info = self.cell(x, y)
         hits, edge, dist, segs = info[:4]
         if edge:
             geoms = self.geoms
@@ -154,17 +168,9 @@ class CellGrid:
         comparison, and ``exact(x, y, cell)`` gives the distance when a decision needs it.
         """
         c = self.cell_m
-        key = (int(x // c), int(y // c))
-        info = self.cells.get(key)
-        if info is None:
-            info = self._build(key)
-        if info[4]:
-            c = self.fine_m
-            key2 = (int(x // c), int(y // c))
-            parent = info
-            info = self.fine.get(key2)
-            if info is None:
-                info = self._build_fine(key2, parent)
+        info = self.cells.get((x // c) * KEY + (y // c))
+        if info is None or info[4]:
+            info = self.cell(x, y)
         hits = info[0]
         edge = info[1]
         if edge:
