@@ -337,3 +337,35 @@ def test_idempotency_keys_expire_and_are_bounded(tmp_path) -> None:
     assert s.db.conn.execute("SELECT count(*) FROM idempotency").fetchone()[0] == 100
     assert s.idempotent_response("POST /x", "n999") is not None  # the newest are kept
     assert s.idempotent_response("POST /x", "n0") is None
+
+
+def test_trips_and_riders_by_id_read_many_at_once(store: Store) -> None:
+    t1 = store.start_trip(1, 3)
+    t2 = store.start_trip(2, 4)
+    trips = store.trips_by_id([t2, t1, 99_999, t1])
+    assert set(trips) == {t1, t2}
+    assert trips[t1] == store.trip(t1) and trips[t2]["rider_id"] == 2
+    riders = store.riders_by_id(range(1, 1200))  # more than one query's worth of ids
+    assert set(riders) == {1, 2}
+    assert riders[1] == store.rider(1)
+    assert store.trips_by_id([]) == {}
+
+
+def test_nested_transactions_commit_once_and_roll_back_together(store: Store) -> None:
+    hooks: list[str] = []
+    with store.transaction():
+        with store.transaction():
+            store.upsert_rider(3, credit=1)
+            store.db.after_commit(lambda: hooks.append("done"))
+        assert hooks == []  # not before the outer commit
+    assert hooks == ["done"] and store.rider(3)["credit"] == 1
+    with pytest.raises(RuntimeError), store.transaction():
+        store.upsert_rider(4, credit=1)
+        with store.transaction():
+            store.upsert_rider(5, credit=1)
+            store.db.after_commit(lambda: hooks.append("never"))
+        raise RuntimeError("undo")
+    assert hooks == ["done"] and store.riders_by_id([4, 5]) == {}
+    assert store.db._depth == 0
+    store.upsert_rider(6)  # the lock and the connection are usable again
+    assert store.rider(6)["credit"] == 0

@@ -83,6 +83,9 @@ class CommandRunner:
         self.settle_window = settle_window
         self._settles: list[_QueuedSettle] = []
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        # journal id -> (args text, key, device, command) of entries journaled here, so that
+        # dispatch need not parse and validate the command again (checked against the entry)
+        self._built: dict[int, tuple[str, str, DeviceRef, Command]] = {}
 
     def journal(
         self,
@@ -95,7 +98,7 @@ class CommandRunner:
         trip_id: int | None = None,
     ) -> dict[str, Any] | None:
         """Write the command down (joins an open transaction); None if the key exists."""
-        build_command(fields, key)  # refuse a malformed command before it is journaled
+        command = build_command(fields, key)  # refuse a malformed command before journaling
         kind = "spot" if fields["cmd"] in ("unlock-spot", "lock-spot") else device.kind.value
         args = {
             "device": [device.network, device.kind.value, device.device_id],
@@ -105,7 +108,13 @@ class CommandRunner:
         entry, created = self.store.journal_command(
             key, kind, target_id, fields["cmd"], args, trip_id=trip_id
         )
-        return entry if created else None
+        if not created:
+            return None
+        built = self._built
+        if len(built) >= 100_000:  # entries never dispatched (a rolled-back batch): forget
+            built.clear()
+        built[entry["id"]] = (entry["args"], key, device, command)
+        return entry
 
     @staticmethod
     def parse(entry: dict[str, Any]) -> tuple[DeviceRef, dict[str, Any], dict[str, Any]] | None:
@@ -128,11 +137,16 @@ class CommandRunner:
         ``on_send`` is called just before the command is handed to the port (latency probes).
         ``marked``: the caller has already marked it ``sent`` (many at once, just before).
         """
-        parsed = self.parse(entry)
-        if parsed is None:
-            raise ValueError(f"command {entry['id']} was not journaled by the flow")
-        device, fields, _ctx = parsed
-        command = build_command(fields, entry["idempotency_key"])
+        built = self._built.pop(entry["id"], None)
+        if built is not None and built[0] == entry["args"] and built[1] == entry["idempotency_key"]:
+            device, command = built[2], built[3]
+            fields = {"cmd": command.cmd}
+        else:
+            parsed = self.parse(entry)
+            if parsed is None:
+                raise ValueError(f"command {entry['id']} was not journaled by the flow")
+            device, fields, _ctx = parsed
+            command = build_command(fields, entry["idempotency_key"])
         if not marked:
             self.store.mark_command(entry["id"], "sent")
         if on_send is not None:

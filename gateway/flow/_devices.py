@@ -33,7 +33,7 @@ from gateway.protocol import (
     VehicleEvent,
 )
 from gateway.rules import AlertAction, CommandKind, Decisions, Trip, VehicleState
-from gateway.store import NotFound
+from gateway.store import NotFound, Store
 
 if TYPE_CHECKING:
     from gateway.flow._flow import RideFlow
@@ -57,12 +57,60 @@ SEVERITY = {
 NO_LIMIT_KPH = 60  # the protocol's highest cap: "no limit" for set-max-speed
 
 
+#: Rule commands that only journal a vehicle command: no store read that can fail, no outbox
+#: event, nothing written but the journal entry.
+JOURNAL_ONLY = frozenset(
+    {CommandKind.SET_MAX_SPEED, CommandKind.PLAY_SOUND, CommandKind.LOCK, CommandKind.UNLOCK}
+)
+
+
+class _RunReads:
+    """The trips and riders a telemetry run needs, read in bulk (one query each, by id).
+
+    Filled on first use from every open trip of the run's vehicle rows; ``reset`` after a
+    decision wrote trips or riders, so the next use reads them again.
+    """
+
+    __slots__ = ("riders", "rows", "store", "trips")
+
+    def __init__(self, store: Store, rows: dict[str, Row]) -> None:
+        self.store = store
+        self.rows = rows
+        self.trips: dict[int, Row] | None = None
+        self.riders: dict[int, Row] = {}
+
+    def reset(self) -> None:
+        self.trips = None
+        self.riders = {}
+
+    def trip(self, trip_id: int) -> Row:
+        trips = self.trips
+        if trips is None:
+            ids = {v["trip_id"] for v in self.rows.values() if v and v["trip_id"] is not None}
+            ids.add(trip_id)
+            trips = self.trips = self.store.trips_by_id(ids)
+            self.riders = self.store.riders_by_id(
+                t["rider_id"] for t in trips.values() if t["status"] != "ended"
+            )
+        row = trips.get(trip_id)
+        if row is None:
+            row = trips[trip_id] = self.store.trip(trip_id)  # NotFound as before
+        return row
+
+    def rider(self, rider_id: int) -> Row:
+        row = self.riders.get(rider_id)
+        if row is None:
+            row = self.riders[rider_id] = self.store.rider(rider_id)  # NotFound as before
+        return row
+
+
 class DeviceHandling:
     """Device messages in, store writes, outbox events and commands out."""
 
     def __init__(self) -> None:
         self.ignored: Counter[str] = Counter()  # messages the flow could not place, by why
         self._moved: dict[str, float] = {}
+        self._touched = False  # a rule decision wrote trips, riders or alerts (see _apply)
 
     async def on_device_message(self: RideFlow, msg: DeviceMessage) -> None:
         """Handle one validated device message (never raises for device behaviour)."""
@@ -354,28 +402,38 @@ class DeviceHandling:
                     priority=Priority.STATE,
                 )
 
-    def _trip_state(self: RideFlow, vehicle: Row, serial: str, moving: bool) -> Trip | None:
+    def _trip_state(
+        self: RideFlow,
+        vehicle: Row,
+        serial: str,
+        moving: bool,
+        reads: _RunReads | None = None,
+    ) -> Trip | None:
         now = self.clock()
         if moving or serial not in self._moved:
             self._moved[serial] = now
-        if vehicle["trip_id"] is None:
+        trip_id = vehicle["trip_id"]
+        if trip_id is None:
             return None
-        trip = self.store.trip(vehicle["trip_id"])
+        trip = self.store.trip(trip_id) if reads is None else reads.trip(trip_id)
         if trip["status"] == "ended":
             return None
-        credit = self.store.rider(trip["rider_id"])["credit"] / 100.0
+        rider_id = trip["rider_id"]
+        rider = self.store.rider(rider_id) if reads is None else reads.rider(rider_id)
         held = trip["status"] != "started"
         return Trip(
             str(trip["id"]),
             trip["started_at"],
-            credit,
+            rider["credit"] / 100.0,
             held,
             trip["paused_at"] if held else None,
             0.0,
             self._moved[serial],
         )
 
-    def _state_of(self: RideFlow, t: Telemetry, vehicle: Row) -> VehicleState:
+    def _state_of(
+        self: RideFlow, t: Telemetry, vehicle: Row, reads: _RunReads | None = None
+    ) -> VehicleState:
         """The rules engine's view of a telemetry report (reads the open trip, if any)."""
         serial = t.device_id
         moving = t.speed > self.rules.bundle.safety.walking_speed_kph
@@ -388,7 +446,7 @@ class DeviceHandling:
             t.speed,
             t.battery,
             t.lock is not LockState.UNLOCKED,
-            self._trip_state(vehicle, serial, moving),
+            self._trip_state(vehicle, serial, moving, reads),
         )
 
     def _telemetry(self: RideFlow, vehicle: Row, t: Telemetry) -> None:
@@ -438,28 +496,44 @@ class DeviceHandling:
     ) -> None:
         chunk: list[tuple[Row, Telemetry, VehicleState]] = []
         in_chunk: set[Any] = set()
-        written: set[str] = set()  # vehicles whose row a flushed chunk may have changed
+        reads = _RunReads(self.store, rows)
+
+        def cut() -> None:
+            nonlocal chunk, in_chunk
+            self._flush_chunk(chunk, sends)
+            if self._touched:
+                # A decision wrote trips, riders or vehicles' trips (a hold, a trip ended,
+                # an alert): read them again, the chunk's vehicles first. Otherwise the rows
+                # read before are still those of the store (telemetry itself only writes
+                # position, battery and lock, which the flow does not read back).
+                self._touched = False
+                fresh = self.store.vehicles_by_serial(k for k in in_chunk if isinstance(k, str))
+                for k in in_chunk:
+                    if isinstance(k, str):
+                        rows[k] = fresh.get(k)  # type: ignore[assignment]
+                reads.reset()
+            chunk, in_chunk = [], set()
+
         with self.store.transaction():
             for serial, t in reports:
                 if serial in in_chunk:
-                    self._flush_chunk(chunk, sends)
-                    written |= in_chunk
-                    chunk, in_chunk = [], set()
+                    cut()
                 vehicle = rows.get(serial)
-                if serial in written:
-                    vehicle = rows[serial] = self._vehicle(serial)  # type: ignore[assignment]
-                    written.discard(serial)
                 if vehicle is None:
                     self.ignored["unknown-vehicle"] += 1
                     continue
                 try:
-                    state = self._state_of(t, vehicle)
-                    rider = ("rider", state.trip and self._trip_rider(vehicle))
-                    if state.trip is not None and rider in in_chunk:
-                        self._flush_chunk(chunk, sends)  # its trip's credit may change
-                        written |= in_chunk
-                        chunk, in_chunk = [], set()
-                        state = self._state_of(t, vehicle)
+                    state = self._state_of(t, vehicle, reads)
+                    rider = None
+                    if state.trip is not None:
+                        rider = ("rider", reads.trip(vehicle["trip_id"])["rider_id"])
+                        if rider in in_chunk:
+                            cut()  # its trip's credit may change
+                            vehicle = rows.get(serial)
+                            if vehicle is None:  # pragma: no cover - a vehicle row never goes
+                                self.ignored["unknown-vehicle"] += 1
+                                continue
+                            state = self._state_of(t, vehicle, reads)
                 except NotFound as exc:
                     self.ignored["not-found"] += 1
                     log.warning("flow: telemetry from %s: %s", serial, exc)
@@ -469,9 +543,6 @@ class DeviceHandling:
                 if state.trip is not None:
                     in_chunk.add(rider)
             self._flush_chunk(chunk, sends)
-
-    def _trip_rider(self: RideFlow, vehicle: Row) -> int:
-        return int(self.store.trip(vehicle["trip_id"])["rider_id"])
 
     def _flush_chunk(
         self: RideFlow, chunk: list[tuple[Row, Telemetry, VehicleState]], sends: list[list[Row]]
@@ -505,6 +576,15 @@ class DeviceHandling:
                 )
             )
             if not (d.commands or d.alerts or d.notifications):
+                continue
+            if not (d.alerts or d.notifications) and all(
+                c.kind in JOURNAL_ONLY for c in d.commands
+            ):
+                # Only journal entries: nothing can be NotFound (no savepoint needed) and no
+                # outbox event is appended, so the run of state events goes on.
+                entries = self._apply(vehicle, t.device_id, d, t.ts)
+                if entries:
+                    sends.append(entries)
                 continue
             self.outbox.append_many(events)  # the events before this one keep their order
             events = []
@@ -555,6 +635,7 @@ class DeviceHandling:
                     key = f"trip:{trip_id}:unlock-vehicle"  # the trip start sent it already
                 fields = {"cmd": "unlock-vehicle", "light": bool(c.auto_light)}
             elif c.kind is CommandKind.TRIP_HOLD and trip_id is not None:
+                self._touched = True
                 self.store.set_trip_status(trip_id, "on_hold")
                 self.outbox.append(
                     "trip.on_hold",
@@ -564,6 +645,7 @@ class DeviceHandling:
                 )
                 fields = {"cmd": "lock-vehicle", "trip_on_hold": True}
             elif c.kind is CommandKind.END_TRIP and trip_id is not None:
+                self._touched = True
                 trip = self.store.trip(trip_id)
                 if trip["status"] != "ended":
                     self.end_trip(
@@ -575,6 +657,8 @@ class DeviceHandling:
                 )
                 if entry is not None:
                     entries.append(entry)
+        if d.alerts:
+            self._touched = True
         for a in d.alerts:
             if a.action is AlertAction.RAISE:
                 self._alert(

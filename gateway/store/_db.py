@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,32 +57,12 @@ class Database:
             " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         )
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """BEGIN IMMEDIATE on the outermost call, COMMIT or ROLLBACK when it ends.
 
         Nested calls join the outer transaction, so helpers can be composed freely.
         """
-        with self.lock:
-            outer = self._depth == 0
-            if outer:
-                self.conn.execute("BEGIN IMMEDIATE")
-            self._depth += 1
-            try:
-                yield self.conn
-            except BaseException:
-                self._depth -= 1
-                if outer:
-                    self.conn.execute("ROLLBACK")
-                    self._after_commit.clear()
-                    self.cache.clear()
-                raise
-            self._depth -= 1
-            if outer:
-                self.conn.execute("COMMIT")
-                hooks, self._after_commit = self._after_commit, []
-                for hook in hooks:
-                    hook()
+        return _Transaction(self)
 
     @contextmanager
     def savepoint(self) -> Iterator[sqlite3.Connection]:
@@ -154,3 +134,45 @@ class Database:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+class _Transaction:
+    """``Database.transaction()``: a plain context manager (it is entered for every write)."""
+
+    __slots__ = ("db", "outer")
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        db = self.db
+        db.lock.acquire()
+        try:
+            self.outer = db._depth == 0
+            if self.outer:
+                db.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            db.lock.release()
+            raise
+        db._depth += 1
+        return db.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        db = self.db
+        try:
+            db._depth -= 1
+            if not self.outer:
+                return False
+            if exc_type is not None:
+                db.conn.execute("ROLLBACK")
+                db._after_commit.clear()
+                db.cache.clear()
+                return False
+            db.conn.execute("COMMIT")
+            hooks, db._after_commit = db._after_commit, []
+            for hook in hooks:
+                hook()
+            return False
+        finally:
+            db.lock.release()

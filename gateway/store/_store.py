@@ -11,8 +11,8 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +68,9 @@ class Store:
         """Open (and migrate) the store in the SQLite file at ``path``."""
         return cls(Database(path), **kwargs)
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """Group writes (store and outbox alike) into one atomic commit."""
-        with self.db.transaction() as conn:
-            yield conn
+        return self.db.transaction()
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> Row | None:
         with self.db.lock:
@@ -363,6 +361,17 @@ class Store:
                 found[row["serial_number"]] = row
         return found
 
+    def _by_id(self, table: str, ids: Iterable[int]) -> dict[int, Row]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[int, Row] = {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            for row in self._all(
+                f"SELECT * FROM {table} WHERE id IN ({','.join('?' * len(part))})", part
+            ):
+                found[row["id"]] = row
+        return found
+
     # -- riders, products, records, tag keys ---------------------------------------------
     def upsert_rider(
         self,
@@ -395,6 +404,10 @@ class Store:
 
     def rider(self, id: int) -> Row:
         return self._must("riders", id)
+
+    def riders_by_id(self, ids: Iterable[int]) -> dict[int, Row]:
+        """The riders with these ids, by id (unknown ones left out): one query per 500."""
+        return self._by_id("riders", ids)
 
     def riders(self, *, limit: int = 100, after_id: int = 0) -> list[Row]:
         return self._all("SELECT * FROM riders WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
@@ -655,6 +668,10 @@ class Store:
     def trip(self, id: int) -> Row:
         return self._must("trips", id)
 
+    def trips_by_id(self, ids: Iterable[int]) -> dict[int, Row]:
+        """The trips with these ids, by id (unknown ones left out): one query per 500."""
+        return self._by_id("trips", ids)
+
     def open_trips(self, rider_id: int | None = None) -> list[Row]:
         if rider_id is None:
             return self._all("SELECT * FROM trips WHERE status != 'ended' ORDER BY id")
@@ -681,17 +698,14 @@ class Store:
         returns the existing entry, so a retried request never makes a second command."""
         if target_kind not in {"vehicle", "spot", "station"}:
             raise StoreError("target_kind must be vehicle, spot or station")
+        now = self.clock()
+        text = json.dumps(args or {}, sort_keys=True)
         with self.transaction() as c:
-            existing = self._one(
-                "SELECT * FROM command_journal WHERE idempotency_key=?", (idempotency_key,)
-            )
-            if existing is not None:
-                return existing, False
-            now = self.clock()
-            text = json.dumps(args or {}, sort_keys=True)
+            # One statement in the usual case (a new key); an existing key is read back.
             cur = c.execute(
                 "INSERT INTO command_journal(idempotency_key, target_kind, target_id, command,"
-                " args, trip_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                " args, trip_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(idempotency_key) DO NOTHING",
                 (
                     idempotency_key,
                     target_kind,
@@ -703,6 +717,13 @@ class Store:
                     now,
                 ),
             )
+            if cur.rowcount == 0:
+                existing = self._one(
+                    "SELECT * FROM command_journal WHERE idempotency_key=?", (idempotency_key,)
+                )
+                if existing is None:  # pragma: no cover - only the key can conflict
+                    raise StoreError(f"command {idempotency_key!r} was not journaled")
+                return existing, False
             entry = {  # the row as written: no need to read it back
                 "id": int(cur.lastrowid),
                 "idempotency_key": idempotency_key,
