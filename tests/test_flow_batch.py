@@ -172,9 +172,36 @@ async def test_batch_equals_one_by_one(tmp_path: Path, size: int) -> None:
     many = await run(tmp_path / "many.db", msgs, size)
     assert one["journal"] and one["alerts"] and one["sent"]  # the rules did act
     assert any(t["status"] == "ended" for t in one["trips"])
-    assert one["ignored"] == {"unknown-vehicle": 1}
+    assert one["ignored"]["unknown-vehicle"] == 1
+    assert one["ignored"]["max-speed-already-set"] > 0  # reports already at 25 km/h
     assert one["stats"][Priority.STATE]["dropped"] > 0  # the class bound was reached
     for what in one:
         assert many[what] == one[what], what
     pending = {r["priority"]: r["pending"] for r in one["stats"]}
     assert {int(p): n for p, n in many["memory"].items()} == pending
+
+
+async def test_a_cap_the_vehicle_already_reports_is_not_sent_again(tmp_path: Path) -> None:
+    """The engine sets a cap on first sight; a vehicle that reports that cap gets no command."""
+
+    def report(serial: str, lat_lng: tuple[float, float], max_speed: int) -> DeviceMessage:
+        t = Telemetry(
+            ts=round(T0 * 1000),
+            device_id=serial,
+            lat=lat_lng[0],
+            lng=lat_lng[1],
+            gps_accuracy=3.0,
+            speed=0.0,
+            battery=80,
+            lock="locked",
+            speed_mode=2,
+            max_speed=max_speed,
+            odometer=0,
+        )
+        return decode(DeviceRef.vehicle(1, serial).topic(Channel.TELEMETRY), encode(t))
+
+    msgs = [report("SXB004", SITE_B, 15), report("SXB005", SITE_B, 25)]  # zone cap: 15 km/h
+    state = await run(tmp_path / "cap.db", msgs, None)
+    caps = [(d, c["max_speed"]) for d, c in state["sent"] if c["cmd"] == "set-max-speed"]
+    assert caps == [("SXB005", 15)]
+    assert state["ignored"]["max-speed-already-set"] == 1

@@ -582,7 +582,7 @@ class DeviceHandling:
             ):
                 # Only journal entries: nothing can be NotFound (no savepoint needed) and no
                 # outbox event is appended, so the run of state events goes on.
-                entries = self._apply(vehicle, t.device_id, d, t.ts)
+                entries = self._apply(vehicle, t.device_id, d, t.ts, t.max_speed)
                 if entries:
                     sends.append(entries)
                 continue
@@ -591,7 +591,7 @@ class DeviceHandling:
             held = len(sends)
             try:
                 with self.store.db.savepoint():
-                    entries = self._apply(vehicle, t.device_id, d, t.ts)
+                    entries = self._apply(vehicle, t.device_id, d, t.ts, t.max_speed)
             except NotFound as exc:  # only this report's decisions are undone
                 del sends[held:]
                 self.ignored["not-found"] += 1
@@ -608,13 +608,19 @@ class DeviceHandling:
             await self.runner.dispatch(entry, marked=marked)
 
     def _apply(
-        self: RideFlow, vehicle: Row, serial: str, d: Decisions, report: int | None = None
+        self: RideFlow,
+        vehicle: Row,
+        serial: str,
+        d: Decisions,
+        report: int | None = None,
+        reported_max_speed: int | None = None,
     ) -> list[Row]:
         """Journal the engine's commands, open or clear its alerts, queue its notifications.
 
         Keys name the decision's instant and the report's timestamp (``report``), so two
         reports of one vehicle decided within the same millisecond (one batch) never share
-        a key: neither decision is lost.
+        a key: neither decision is lost. A speed cap the vehicle already reports having
+        (``reported_max_speed``) is not sent again: it would change nothing on the vehicle.
         """
         device = DeviceRef.vehicle(self.network_id, serial)
         vid = vehicle["id"]
@@ -625,7 +631,11 @@ class DeviceHandling:
             key = f"rules:{serial}:{c.kind.value}:{stamp}"
             fields: dict[str, Any] | None = None
             if c.kind is CommandKind.SET_MAX_SPEED:
-                fields = {"cmd": "set-max-speed", "max_speed": c.max_speed_kph or NO_LIMIT_KPH}
+                cap = c.max_speed_kph or NO_LIMIT_KPH
+                if cap == reported_max_speed:
+                    self.ignored["max-speed-already-set"] += 1
+                    continue
+                fields = {"cmd": "set-max-speed", "max_speed": cap}
             elif c.kind is CommandKind.PLAY_SOUND:
                 fields = {"cmd": "play-sound", "sound": "geofencing"}
             elif c.kind is CommandKind.LOCK:
