@@ -17,16 +17,17 @@ import argparse
 import asyncio
 import json
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from tap import summarize
 
 from drivers.readers.nfcpy_reader import NfcpyReader
 from firmware_sim.ntag424 import card
 from firmware_sim.transports.nfcpy_udp import NfcpyUdpTag
 from gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
-from gateway.taps import TapHandler
+from gateway.taps import Tap, TapHandler
 
 META = bytes.fromhex("00112233445566778899aabbccddeeff")
 FILE = bytes.fromhex("ffeeddccbbaa99887766554433221100")
@@ -35,10 +36,6 @@ FILE = bytes.fromhex("ffeeddccbbaa99887766554433221100")
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
 
 
 def _baseline(radio: NfcpyUdpTag, taps: int) -> float:
@@ -67,7 +64,7 @@ async def _driver_run(radio: NfcpyUdpTag, taps: int, db: Path) -> dict:
     store = ReplayStore(db)
     handler = TapHandler(SunVerifier(settings, store), window=0.0)
     tag = card(meta_read_key=META, file_read_key=FILE)
-    latency, stack, gateway, apdus = [], [], [], []
+    rows: list[tuple[float, Tap]] = []
     try:
         async with NfcpyReader(radio.path) as reader:
             events = aiter(reader.taps())
@@ -78,28 +75,14 @@ async def _driver_run(radio: NfcpyUdpTag, taps: int, db: Path) -> dict:
                 presented = radio.present(tag)
                 event = await asyncio.wait_for(anext(events), 10)
                 verdict = handler.handle(event)
-                done = time.monotonic()
                 if not verdict.accepted:
                     raise RuntimeError(f"tap rejected: {verdict.reason}")
-                latency.append(done - presented)
-                stack.append(event.stack_seconds)
-                gateway.append(verdict.gateway_seconds)
-                apdus.append(event.apdus)
+                rows.append((presented, verdict))
                 radio.remove()
             elapsed = time.perf_counter() - started
     finally:
         store.close()
-    return {
-        "taps": taps,
-        "taps_per_s": round(taps / elapsed, 1),
-        "latency_p50_ms": _ms(_pct(latency, 0.5)),
-        "latency_p99_ms": _ms(_pct(latency, 0.99)),
-        "stack_p50_ms": _ms(_pct(stack, 0.5)),
-        "stack_per_apdu_ms": _ms(statistics.fmean(stack) / statistics.fmean(apdus)),
-        "apdus_per_tap": round(statistics.fmean(apdus), 1),
-        "gateway_p50_ms": _ms(_pct(gateway, 0.5)),
-        "gateway_p99_ms": _ms(_pct(gateway, 0.99)),
-    }
+    return summarize("nfcpy", rows, elapsed)
 
 
 def measure(taps: int = 50) -> dict:
@@ -124,14 +107,18 @@ def main() -> None:
         print(json.dumps(figures))
         return
     print(f"nfcpy on udp:, {figures['taps']} taps (NTAG 424 DNA card, SUN verified)")
-    print(f"  driver taps/s          {figures['taps_per_s']:>9}")
+    print(f"  driver taps/s               {figures['taps_per_s']:>7.1f}")
     print(f"  baseline reads/s       {figures['baseline_reads_per_s']:>9}  (nfcpy's own NDEF loop)")
-    print(f"  latency p50 / p99 ms   {figures['latency_p50_ms']:>9} / {figures['latency_p99_ms']}")
+    print(f"  presented -> verified p50 ms {figures['total_ms_p50']:>7.3f}")
     print(
-        f"  reader stack p50 ms    {figures['stack_p50_ms']:>9}  "
-        f"({figures['apdus_per_tap']} APDUs, {figures['stack_per_apdu_ms']} ms each)"
+        f"  reader stack per tap p50 ms {figures['stack_ms_per_tap_p50']:>7.3f}  "
+        f"({figures['apdus_per_tap']:.0f} APDUs, p50 {figures['stack_ms_per_apdu_p50']:.3f} / "
+        f"p99 {figures['stack_ms_per_apdu_p99']:.3f} ms each)"
     )
-    print(f"  gateway p50 / p99 ms   {figures['gateway_p50_ms']:>9} / {figures['gateway_p99_ms']}")
+    print(
+        f"  gateway p50 / p99 ms        {figures['gateway_ms_p50']:>7.3f} / "
+        f"{figures['gateway_ms_p99']:.3f}"
+    )
 
 
 if __name__ == "__main__":
