@@ -28,6 +28,7 @@ from api.ports import FlowCommandSender, SunPlayVerifier
 from api.status import status_router
 from drivers.mqtt import MqttClosed, MqttDriver
 from drivers.readers.base import ReaderDriver
+from gateway.daemon.points import points
 from gateway.daemon.settings import DaemonSettings, ReaderSettings
 from gateway.daemon.snapshot import status_snapshot
 from gateway.daemon.supervisor import Supervisor
@@ -38,6 +39,7 @@ from gateway.rules import BundleHolder, RulesEngine, load_bundle
 from gateway.store import Database, Store
 from gateway.sun import ReplayStore, SunVerifier
 from gateway.taps import Tap, TapHandler
+from gateway.telemetry import TelemetrySink
 
 log = logging.getLogger("dockgate.daemon")
 
@@ -117,6 +119,7 @@ class Daemon:
         self.engine = RulesEngine(bundle)
         self.mqtt = MqttDriver(s.mqtt)
         self.metrics = GatewayMetrics(self.outbox)
+        self.sink = self._make_sink()
         self._seed_topology()
         self.flow = RideFlow(
             self.store,
@@ -134,6 +137,19 @@ class Daemon:
         self._known_serials = {v["serial_number"] for v in self.store.vehicles()}
         for reader in s.readers:
             self.readers[reader.id] = make_reader(reader)
+
+    def _make_sink(self) -> TelemetrySink | None:
+        """The time-series sink, if enabled: its queue is bounded and apart from the outbox."""
+        t = self.settings.telemetry
+        if not t.enabled:
+            return None
+        return TelemetrySink(
+            t.url,
+            token=t.token.get_secret_value(),
+            org=t.org,
+            bucket=t.bucket,
+            max_queue=t.max_queue,
+        )
 
     def _seed_topology(self) -> None:
         """The network, its stations and their spots, as configured (idempotent)."""
@@ -186,6 +202,9 @@ class Daemon:
                     except MqttClosed:
                         return
                     for message in batch:
+                        if self.sink is not None:
+                            for point in points(message):
+                                self.sink.write(*point)
                         serial = message.device.device_id
                         if (
                             message.device.kind is DeviceKind.VEHICLE
@@ -257,6 +276,15 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(serving, 5)
 
+    async def _run_telemetry(self) -> None:
+        """Runs the sink's writer thread; its counters show in ``/health``."""
+        assert self.sink is not None
+        self.sink.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.to_thread(self.sink.close, 5.0)
+
     async def _run_housekeeping(self) -> None:
         """Keeps the gauges current and lets the flow act on time-based rules."""
         while True:
@@ -292,6 +320,8 @@ class Daemon:
             self.supervisor.add(f"reader:{reader.id}", part)
         if self.settings.api.enabled:
             self.supervisor.add("api", self._run_api)
+        if self.sink is not None:
+            self.supervisor.add("telemetry", self._run_telemetry)
         self.supervisor.add("housekeeping", self._run_housekeeping)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -333,6 +363,7 @@ class Daemon:
             "parts": parts,
             "readers": readers,
             "broker": self.mqtt.status(),
+            "telemetry": dataclasses.asdict(self.sink.counters) if self.sink is not None else None,
             "rule_bundle": self.engine.bundle.version,
         }
 
