@@ -93,8 +93,8 @@ async def test_clone_and_replay_are_rejected(
 async def test_pcscd_restart_reconnects(
     pcscd_service: PcscdService, driver: PcscDriver, tmp_path: Path
 ) -> None:
-    if not pcscd_service.owned:
-        pytest.fail("this test restarts pcscd, so it needs the private one dockgate started")
+    if not pcscd_service.dockgate_started:
+        pytest.fail("this test restarts pcscd, so it needs one dockgate started (not a stock one)")
     handler = TapHandler(make_verifier(tmp_path / "replay.db"))
     tag = card(meta_read_key=META, file_read_key=FILE)
     taps = driver.taps()

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -105,20 +106,46 @@ class PcscdService:
             with contextlib.suppress(OSError):
                 (STATE_DIR / "state.json").unlink()
 
+    @property
+    def dockgate_started(self) -> bool:
+        """Started by dockgate (here or by an earlier process): its config is ours to reuse."""
+        return self.workdir is not None
+
     def restart(self, down_seconds: float = 0.0, timeout: float = 15.0) -> None:
-        """Stop and start our pcscd with the same config (readers vanish, then come back)."""
-        if not self.owned or self.workdir is None:
+        """Stop and start dockgate's pcscd with the same config (readers vanish, come back).
+
+        A pcscd an earlier dockgate process started is restarted too (its state file names
+        its config); a stock or foreign one never is. After a restart this process owns it.
+        """
+        if self.workdir is None:
             raise ServiceError("only a pcscd started by dockgate can be restarted")
-        self.stop()
+        if self.owned:
+            self.stop()
+        else:
+            _terminate(self.pid, timeout)
         time.sleep(down_seconds)
         fresh = _start(self.workdir, self.port, self.name, timeout)
-        self.pid, self.process = fresh.pid, fresh.process
+        self.pid, self.process, self.owned = fresh.pid, fresh.process, True
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM a pcscd this process did not spawn, and wait until it is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise ServiceError(f"pcscd (pid {pid}) did not stop within {timeout}s")
 
 
 def _wait_ready(service: PcscdService, timeout: float) -> None:
@@ -173,7 +200,8 @@ def _reuse(pid: int, timeout: float) -> PcscdService:
     with contextlib.suppress(OSError, ValueError, KeyError):
         state = json.loads((STATE_DIR / "state.json").read_text())
         if state["pid"] == pid:
-            service = PcscdService(int(state["port"]), str(state["name"]), pid)
+            workdir = Path(state["workdir"]) if state.get("workdir") else None
+            service = PcscdService(int(state["port"]), str(state["name"]), pid, workdir=workdir)
             _wait_ready(service, timeout)
             return service
     stock = PcscdService(STOCK_PORT, STOCK_NAME, pid)
