@@ -78,6 +78,24 @@ def summarize(driver: str, rows: list[tuple[float, Tap]], elapsed: float) -> dic
     }
 
 
+def print_driver(title: str, figures: dict, baseline_note: str) -> None:
+    """One driver's figures, for the driver benchmarks run on their own."""
+    print(title)
+    print(f"  driver taps/s               {figures['taps_per_s']:>7.1f}")
+    baseline = figures["baseline_reads_per_s"]
+    print(f"  baseline reads/s            {baseline:>7.1f}  ({baseline_note})")
+    print(f"  presented -> verified p50 ms {figures['total_ms_p50']:>7.3f}")
+    print(
+        f"  reader stack per tap p50 ms {figures['stack_ms_per_tap_p50']:>7.3f}  "
+        f"({figures['apdus_per_tap']:.0f} APDUs, p50 {figures['stack_ms_per_apdu_p50']:.3f} / "
+        f"p99 {figures['stack_ms_per_apdu_p99']:.3f} ms each)"
+    )
+    print(
+        f"  gateway p50 / p99 ms        {figures['gateway_ms_p50']:>7.3f} / "
+        f"{figures['gateway_ms_p99']:.3f}"
+    )
+
+
 def measure_direct(taps: int) -> dict[str, object]:
     """Baseline: the simulated tag read in-process, verified by the same handler."""
     with tempfile.TemporaryDirectory() as tmp:

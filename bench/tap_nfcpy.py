@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tap import summarize
+from tap import print_driver, summarize
 
 from drivers.readers.nfcpy_reader import NfcpyReader
 from firmware_sim.ntag424 import card
@@ -106,19 +106,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures))
         return
-    print(f"nfcpy on udp:, {figures['taps']} taps (NTAG 424 DNA card, SUN verified)")
-    print(f"  driver taps/s               {figures['taps_per_s']:>7.1f}")
-    print(f"  baseline reads/s       {figures['baseline_reads_per_s']:>9}  (nfcpy's own NDEF loop)")
-    print(f"  presented -> verified p50 ms {figures['total_ms_p50']:>7.3f}")
-    print(
-        f"  reader stack per tap p50 ms {figures['stack_ms_per_tap_p50']:>7.3f}  "
-        f"({figures['apdus_per_tap']:.0f} APDUs, p50 {figures['stack_ms_per_apdu_p50']:.3f} / "
-        f"p99 {figures['stack_ms_per_apdu_p99']:.3f} ms each)"
-    )
-    print(
-        f"  gateway p50 / p99 ms        {figures['gateway_ms_p50']:>7.3f} / "
-        f"{figures['gateway_ms_p99']:.3f}"
-    )
+    title = f"nfcpy on udp:, {figures['taps']} taps (NTAG 424 DNA card, SUN verified)"
+    print_driver(title, figures, "nfcpy's own NDEF loop")
 
 
 if __name__ == "__main__":

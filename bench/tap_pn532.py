@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import serial
-from tap import summarize
+from tap import print_driver, summarize
 
 from drivers.readers import ndef_type4
 from drivers.readers import pn532_frames as pf
@@ -113,19 +113,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures))
         return
-    print(f"PN532 over a socat pty, {figures['taps']} taps (NTAG 424 DNA card, SUN verified)")
-    print(f"  driver taps/s               {figures['taps_per_s']:>7.1f}")
-    print(f"  baseline reads/s       {figures['baseline_reads_per_s']:>9}  (bare blocking loop)")
-    print(f"  presented -> verified p50 ms {figures['total_ms_p50']:>7.3f}")
-    print(
-        f"  reader stack per tap p50 ms {figures['stack_ms_per_tap_p50']:>7.3f}  "
-        f"({figures['apdus_per_tap']:.0f} APDUs, p50 {figures['stack_ms_per_apdu_p50']:.3f} / "
-        f"p99 {figures['stack_ms_per_apdu_p99']:.3f} ms each)"
-    )
-    print(
-        f"  gateway p50 / p99 ms        {figures['gateway_ms_p50']:>7.3f} / "
-        f"{figures['gateway_ms_p99']:.3f}"
-    )
+    title = f"PN532 over a socat pty, {figures['taps']} taps (NTAG 424 DNA card, SUN verified)"
+    print_driver(title, figures, "bare blocking loop")
 
 
 if __name__ == "__main__":
