@@ -181,6 +181,7 @@ class DeviceSim:
         self._offline_until = 0.0  # simulated time before which the device stays away
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reply_lock = asyncio.Lock()
+        self._wake = asyncio.Event()  # set to end a periodic sleep early (a state change)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -221,6 +222,28 @@ class DeviceSim:
 
     async def wait_online(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def _sleep_or_wake(self, sim_seconds: float) -> None:
+        """Sleep ``sim_seconds`` of simulated time, or less if ``_wake`` is set meanwhile."""
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(sim_seconds))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            for task in (sleeper, waker):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            # The suppress above also swallows a cancellation aimed at us while we wait for
+            # the helpers; without this the device's loop never stops (a fleet that hangs).
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError
+        self._wake.clear()
 
     def drop(self, offline_for: float = 0.0) -> None:
         """Lose the connection abruptly (no DISCONNECT, so the broker fires the last-will).

@@ -12,8 +12,6 @@ reports. :class:`ScooterSim` puts it on MQTT with :class:`~firmware_sim.device_b
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -290,7 +288,6 @@ class ScooterSim(DeviceSim):
             config=config or ScooterConfig(),
             rng=random.Random(seed if seed is not None else vehicle_id),
         )
-        self._wake = asyncio.Event()
 
     # --- scripting (what riders and the street do) ---------------------------------------
 
@@ -348,27 +345,6 @@ class ScooterSim(DeviceSim):
             await self.publish(
                 Channel.TELEMETRY, self.core.telemetry(stamp), qos=self.telemetry_qos
             )
-
-    async def _sleep_or_wake(self, sim_seconds: float) -> None:
-        if self._wake.is_set():
-            self._wake.clear()
-            return
-        sleeper = asyncio.ensure_future(self.clock.sleep(sim_seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            for task in (sleeper, waker):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            # The suppress above also swallows a cancellation aimed at us while we wait for
-            # the helpers; without this the scooter's loop never stops (a fleet that hangs).
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise asyncio.CancelledError
-        self._wake.clear()
 
     def execute(self, cmd: Any) -> Verdict:
         now = self.clock.now()

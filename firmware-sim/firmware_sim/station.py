@@ -236,32 +236,26 @@ class StationCore:
             self.set_temperature(spot.number, spot.celsius, stamp)
 
     def cut_power(self, stamp: float) -> None:
-        if self.mains:
-            self.mains = False
-            self.changed = True
-            self._emit(
-                Channel.POWER,
-                PowerEvent(
-                    ts=ms(stamp),
-                    device_id=self.station_id,
-                    type="station-power-cut",
-                    battery=round(self.battery),
-                ),
-            )
+        self._set_mains(False, stamp)
 
     def restore_power(self, stamp: float) -> None:
-        if not self.mains:
-            self.mains = True
-            self.changed = True
-            self._emit(
-                Channel.POWER,
-                PowerEvent(
-                    ts=ms(stamp),
-                    device_id=self.station_id,
-                    type="station-power-restored",
-                    battery=round(self.battery),
-                ),
-            )
+        self._set_mains(True, stamp)
+
+    def _set_mains(self, on: bool, stamp: float) -> None:
+        """Mains power changes: the status changes and a power event says which way."""
+        if self.mains == on:
+            return
+        self.mains = on
+        self.changed = True
+        self._emit(
+            Channel.POWER,
+            PowerEvent(
+                ts=ms(stamp),
+                device_id=self.station_id,
+                type="station-power-restored" if on else "station-power-cut",
+                battery=round(self.battery),
+            ),
+        )
 
     def trigger_alarm(self, reason: str, stamp: float) -> None:
         self.alarm = True
@@ -358,7 +352,6 @@ class StationSim(DeviceSim):
             rng=random.Random(seed if seed is not None else station_id),
         )
         self.released: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=1000)
-        self._wake = asyncio.Event()
         self.feedback: deque[StationFeedback] = deque(maxlen=100)  # shown to riders, last
 
     # --- scripting -----------------------------------------------------------------------
@@ -449,20 +442,6 @@ class StationSim(DeviceSim):
             if heartbeat:
                 next_heartbeat = now + cfg.heartbeat_s
             await self._flush(force_status=heartbeat)
-
-    async def _sleep_or_wake(self, sim_seconds: float) -> None:
-        if self._wake.is_set():
-            self._wake.clear()
-            return
-        sleeper = asyncio.ensure_future(self.clock.sleep(sim_seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
-        self._wake.clear()
 
     def execute(self, cmd: Any) -> Verdict:
         if isinstance(cmd, StationFeedback):
