@@ -3,11 +3,11 @@
 Public objects: ``create_app`` and the interfaces it takes.
 """
 
-from api.app import API_PREFIX, create_app
-from api.auth import READ, SYNC, TokenRegistry
-from api.gbfs import GbfsSettings
-from api.metrics import GatewayMetrics
-from api.ports import (
+from dockgate.api.app import API_PREFIX, create_app
+from dockgate.api.auth import READ, SYNC, TokenRegistry
+from dockgate.api.gbfs import GbfsSettings
+from dockgate.api.metrics import GatewayMetrics
+from dockgate.api.ports import (
     CommandOutcome,
     CommandSender,
     FlowCommandSender,

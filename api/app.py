@@ -7,15 +7,15 @@ from collections.abc import Iterable, Mapping
 
 from fastapi import APIRouter, FastAPI
 
-from api.auth import RedactTokens, TokenRegistry
-from api.errors import install_error_handlers
-from api.gbfs import GbfsFeeds, GbfsSettings
-from api.metrics import GatewayMetrics
-from api.ports import BundleValidator, CommandSender, PlayVerifier, rules_bundle_validator
-from api.routes import alerts, commands, config, events, public, riders, state
-from api.routes.events import EventWaiter
-from gateway.outbox import Outbox
-from gateway.store import Store
+from dockgate.api.auth import RedactTokens, TokenRegistry
+from dockgate.api.errors import install_error_handlers
+from dockgate.api.gbfs import GbfsFeeds, GbfsSettings
+from dockgate.api.metrics import GatewayMetrics
+from dockgate.api.ports import BundleValidator, CommandSender, PlayVerifier, rules_bundle_validator
+from dockgate.api.routes import alerts, commands, config, events, public, riders, state
+from dockgate.api.routes.events import EventWaiter
+from dockgate.gateway.outbox import Outbox
+from dockgate.gateway.store import Store
 
 API_PREFIX = "/api/v1"
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import ApiError
+from dockgate.api.errors import ApiError
 
 SYNC = "sync"  # the fleet backend: read and write
 READ = "read"  # a technician: read only

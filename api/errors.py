@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.store import Conflict, NotFound, StoreError
+from dockgate.gateway.store import Conflict, NotFound, StoreError
 
 
 class ApiError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from gateway.store import Store
+from dockgate.gateway.store import Store
 
 GBFS_VERSION = "3.0"
 FEEDS = (

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from api.errors import ApiError
+from dockgate.api.errors import ApiError
 
 HEADER = "Idempotency-Key"
 

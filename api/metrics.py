@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.outbox import Outbox
+from dockgate.gateway.outbox import Outbox
 
 
 class _OutboxCollector(Collector):

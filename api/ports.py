@@ -36,7 +36,7 @@ class CommandSender(Protocol):
 
 
 class FlowCommandSender:
-    """The adapter to the ride flow (``gateway.flow.RideFlow``) and its MQTT port: the API
+    """The adapter to the ride flow (``dockgate.gateway.flow.RideFlow``) and its MQTT port: the API
     journals the command, the flow sends it to the spot's station or the vehicle (``cmd_id``
     derived from the idempotency key) and the device's answer becomes the outcome.
 
@@ -84,9 +84,10 @@ class BundleValidator(Protocol):
 
 
 def rules_bundle_validator(kind: str, body: dict[str, Any]) -> list[str]:
-    """The adapter to ``gateway.rules.load_bundle``: its ``BundleError.problems`` become ours."""
+    """The adapter to ``dockgate.gateway.rules.load_bundle``: its ``BundleError.problems``
+    become ours."""
     try:
-        from gateway.rules import BundleError, load_bundle
+        from dockgate.gateway.rules import BundleError, load_bundle
     except ImportError:  # the rules engine is not installed in this build
         return [] if isinstance(body, dict) else ["a bundle must be a JSON object"]
     try:
@@ -99,8 +100,8 @@ def rules_bundle_validator(kind: str, body: dict[str, Any]) -> list[str]:
 
 
 class SunPlayVerifier:
-    """The adapter to ``gateway.sun.SunVerifier``: a dynamic play carries PICC data and a CMAC
-    over an empty MAC input, checked with the named key set (replay store included)."""
+    """The adapter to ``dockgate.gateway.sun.SunVerifier``: a dynamic play carries PICC data
+    and a CMAC over an empty MAC input, checked with the named key set (replay store included)."""
 
     def __init__(self, verifier: Any, *, key_set: str | None = None) -> None:
         self.verifier = verifier

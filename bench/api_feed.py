@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from api import create_app
-from firmware_sim.services.process import free_port, wait_for_port
-from gateway.outbox import Outbox, Priority
-from gateway.store import Store
+from dockgate.api import create_app
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.store import Store
+from dockgate.sim.services.process import free_port, wait_for_port
 
 TOKEN = "bench-token-0123456789abcdef"
 

@@ -29,13 +29,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.mqtt import MqttDriver, MqttSettings
-from drivers.readers.base import TapEvent
-from firmware_sim.sdm import SdmTag
-from firmware_sim.services.mosquitto import Mosquitto
-from gateway.flow import RideFlow, command_id_for, tap_key
-from gateway.outbox import Outbox
-from gateway.protocol import (
+from dockgate.drivers.mqtt import MqttDriver, MqttSettings
+from dockgate.drivers.readers.base import TapEvent
+from dockgate.gateway.flow import RideFlow, command_id_for, tap_key
+from dockgate.gateway.outbox import Outbox
+from dockgate.gateway.protocol import (
     PHYSICAL_COMMANDS,
     Ack,
     AckStatus,
@@ -51,10 +49,12 @@ from gateway.protocol import (
     encode,
     now_ms,
 )
-from gateway.rules import RulesEngine, load_bundle
-from gateway.store import Database, Store
-from gateway.sun import ReplayStore, SunSettings, SunVerifier
-from gateway.taps import TapHandler
+from dockgate.gateway.rules import RulesEngine, load_bundle
+from dockgate.gateway.store import Database, Store
+from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.taps import TapHandler
+from dockgate.sim.sdm import SdmTag
+from dockgate.sim.services.mosquitto import Mosquitto
 
 META = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 FILE = bytes.fromhex("F0E1D2C3B4A5968778695A4B3C2D1E0F")

@@ -1,7 +1,7 @@
 """MQTT benchmark: (a) telemetry ingest through the gateway's driver (validation and a
 latest-state-per-vehicle update) beside a raw paho-mqtt callback subscriber that only counts,
 same run, same broker, same publisher; (b) command round trip gateway -> broker -> simulated
-scooter (firmware_sim.scooter, in its own process) -> ack, p50 and p99.
+scooter (dockgate.sim.scooter, in its own process) -> ack, p50 and p99.
 
 Ingest is measured by draining a backlog: each subscriber's persistent session is created,
 the subscriber goes away, the publisher puts N QoS 1 messages in its queue, and the
@@ -28,9 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.mqtt import MqttDriver, MqttSettings
-from firmware_sim.services.mosquitto import Mosquitto
-from gateway.protocol import Channel, DeviceRef, SetLight, Telemetry, encode, now_ms
+from dockgate.drivers.mqtt import MqttDriver, MqttSettings
+from dockgate.gateway.protocol import Channel, DeviceRef, SetLight, Telemetry, encode, now_ms
+from dockgate.sim.services.mosquitto import Mosquitto
 
 FLEET = [DeviceRef.vehicle(1, f"SXB{i:05d}") for i in range(500)]
 
@@ -154,7 +154,7 @@ async def driver_rate(port: int, msgs: list[tuple[str, bytes]], cid: str) -> tup
 
 DEVICE_CODE = """
 import asyncio, sys
-from firmware_sim.scooter import ScooterSim
+from dockgate.sim.scooter import ScooterSim
 async def main():
     sim = ScooterSim(sys.argv[1], sys.argv[2])
     await sim.start()
@@ -249,7 +249,7 @@ def main() -> None:
         f"  raw paho callback (count only)    {figures['raw_paho_rate']:>9,} msg/s  lost {raw_lost}"
     )
     print(f"  ratio                             {figures['ingest_ratio']:>9.1%}   (target >= 50%)")
-    print(f"command round trip to firmware_sim.scooter, {len(rtts)} commands")
+    print(f"command round trip to dockgate.sim.scooter, {len(rtts)} commands")
     print(
         f"  p50 {figures['rtt_p50_ms']:.3f} ms   p99 {figures['rtt_p99_ms']:.3f} ms"
         f"   max {figures['rtt_max_ms']:.3f} ms   (target p99 < 5 ms)"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 
-from gateway.outbox import Outbox, Priority
-from gateway.store import Database
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.store import Database
 
 
 def append_rate(path: Path, n: int) -> tuple[float, float]:

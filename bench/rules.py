@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import shapely
 
-from gateway.rules import RulesEngine, Trip, VehicleState, load_bundle
+from dockgate.gateway.rules import RulesEngine, Trip, VehicleState, load_bundle
 
 LAT0, LON0 = 45.4642, 9.19
 KY = 111_195.0

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import psutil
 
-from firmware_sim.services import free_port, wait_for_port
-from firmware_sim.services.mosquitto import Mosquitto
+from dockgate.sim.services import free_port, wait_for_port
+from dockgate.sim.services.mosquitto import Mosquitto
 
 
 def daemon_config(workdir: Path, broker_port: int, api_port: int, stations: int) -> Path:
@@ -65,7 +65,7 @@ def main() -> None:
         api_port = free_port()
         config = daemon_config(workdir, broker.port, api_port, args.stations)
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "dockgate.gateway.cli", "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=open(workdir / "daemon.log", "wb"),  # noqa: SIM115 - child owns it
         )
@@ -76,7 +76,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "gateway.cli",
+                    "dockgate.gateway.cli",
                     "sim",
                     "fleet",
                     "--stations",

@@ -27,9 +27,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from firmware_sim.sdm import SdmTag, diversify_an10922
-from gateway.sun.core import verify_message
-from gateway.sun.keys import make_keys
+from dockgate.gateway.sun.core import verify_message
+from dockgate.gateway.sun.keys import make_keys
+from dockgate.sim.sdm import SdmTag, diversify_an10922
 
 ROOT = Path(__file__).resolve().parents[1]
 META = bytes.fromhex("00112233445566778899aabbccddeeff")
@@ -138,7 +138,7 @@ def messages(mode: str, profile: str, n: int, diversified: bool = False) -> list
         tags.append(
             SdmTag(uid=uid, mode=mode, meta_read_key=META, file_read_key=fkey, profile=profile)
         )
-    from gateway.sun.profiles import load_profiles
+    from dockgate.gateway.sun.profiles import load_profiles
 
     prof = load_profiles()[profile]
     for i in range(n):
@@ -205,7 +205,7 @@ def batch(lines: int) -> dict[str, float]:
         SdmTag(uid=bytes([4, i, 2, 3, 4, 5, 6]), meta_read_key=META, file_read_key=FILE)
         for i in range(16)
     ]
-    from gateway.sun.profiles import load_profiles
+    from dockgate.gateway.sun.profiles import load_profiles
 
     prof = load_profiles()["query-picc-cmac"]
     for i in range(lines):

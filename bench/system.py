@@ -58,17 +58,17 @@ import psutil  # noqa: E402
 import rules as bench_rules  # noqa: E402  (bench/rules.py)
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from drivers.mqtt import MqttDriver, MqttSettings  # noqa: E402
-from firmware_sim.device_base import Broker  # noqa: E402
-from firmware_sim.ntag424 import card  # noqa: E402
-from firmware_sim.services import free_port  # noqa: E402
-from firmware_sim.services.mosquitto import Mosquitto  # noqa: E402
-from firmware_sim.station import StationSim  # noqa: E402
-from gateway.flow import RideFlow  # noqa: E402
-from gateway.outbox import Outbox  # noqa: E402
-from gateway.protocol import Channel, DeviceRef, Telemetry, encode, now_ms  # noqa: E402
-from gateway.rules import RulesEngine, load_bundle  # noqa: E402
-from gateway.store import Database, Store  # noqa: E402
+from dockgate.drivers.mqtt import MqttDriver, MqttSettings  # noqa: E402
+from dockgate.gateway.flow import RideFlow  # noqa: E402
+from dockgate.gateway.outbox import Outbox  # noqa: E402
+from dockgate.gateway.protocol import Channel, DeviceRef, Telemetry, encode, now_ms  # noqa: E402
+from dockgate.gateway.rules import RulesEngine, load_bundle  # noqa: E402
+from dockgate.gateway.store import Database, Store  # noqa: E402
+from dockgate.sim.device_base import Broker  # noqa: E402
+from dockgate.sim.ntag424 import card  # noqa: E402
+from dockgate.sim.services import free_port  # noqa: E402
+from dockgate.sim.services.mosquitto import Mosquitto  # noqa: E402
+from dockgate.sim.station import StationSim  # noqa: E402
 
 META = bytes.fromhex("00112233445566778899AABBCCDDEEFF")  # bench/tap.py's keys
 FILE = bytes.fromhex("F0E1D2C3B4A5968778695A4B3C2D1E0F")
@@ -140,7 +140,7 @@ def write_config(
 
 
 class DaemonProcess:
-    """``python -m gateway.cli run --config FILE``; started, timed to /health, stopped."""
+    """``python -m dockgate.gateway.cli run --config FILE``; started, timed to /health, stopped."""
 
     def __init__(self, config: Path, api_port: int, log: Path) -> None:
         self.config, self.api_port, self.log = config, api_port, log
@@ -151,7 +151,7 @@ class DaemonProcess:
         self.started_at = time.monotonic()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "dockgate.gateway.cli", "run", "--config", str(self.config)],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 cwd=ROOT,
@@ -318,8 +318,8 @@ class WireObserver:
 
 async def measure_tap(port: int, taps: int, baseline_cmds: int, workdir: Path) -> dict[str, Any]:
     """Cards at pcscd's reader -> daemon (process) -> unlock-spot -> StationSim -> ack."""
-    from firmware_sim.services.pcscd import ensure_pcscd
-    from firmware_sim.transports import VpcdCard
+    from dockgate.sim.services.pcscd import ensure_pcscd
+    from dockgate.sim.transports import VpcdCard
 
     spots = max(1, min(taps, 64))  # one card, rider, vehicle and spot per tap
     uids = [bytes([0x04, 0x5A, 0x7E, 0, 0, 0x10, n]) for n in range(1, spots + 1)]

@@ -26,11 +26,11 @@ import time
 import traceback
 from pathlib import Path
 
-from drivers.readers.base import TapEvent
-from drivers.readers.ndef_type4 import read_ndef_url
-from firmware_sim.ntag424 import card
-from gateway.sun import ReplayStore, SunSettings, SunVerifier
-from gateway.taps import Tap, TapHandler
+from dockgate.drivers.readers.base import TapEvent
+from dockgate.drivers.readers.ndef_type4 import read_ndef_url
+from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.taps import Tap, TapHandler
+from dockgate.sim.ntag424 import card
 
 META = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 FILE = bytes.fromhex("F0E1D2C3B4A5968778695A4B3C2D1E0F")
@@ -125,9 +125,9 @@ def measure_direct(taps: int) -> dict[str, object]:
 
 
 async def _measure_pcsc(taps: int) -> dict[str, object]:
-    from drivers.readers.pcsc import PcscDriver
-    from firmware_sim.services.pcscd import ensure_pcscd
-    from firmware_sim.transports import VpcdCard
+    from dockgate.drivers.readers.pcsc import PcscDriver
+    from dockgate.sim.services.pcscd import ensure_pcscd
+    from dockgate.sim.transports import VpcdCard
 
     service = ensure_pcscd()
     try:

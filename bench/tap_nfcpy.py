@@ -2,7 +2,8 @@
 
 Each tap: the simulated NTAG 424 DNA card comes onto the UDP "antenna", the driver senses
 it, activates it with nfcpy's tag code, reads its NDEF file over ISO-DEP and emits a TapEvent;
-``gateway.taps`` verifies it with the real SUN verifier. Latency runs from "tag presented" to
+``dockgate.gateway.taps`` verifies it with the real SUN verifier. Latency runs from "tag
+presented" to
 the verified tap; the reader-stack time (APDU round trips) and the gateway's own time are
 shown apart. The baseline is nfcpy's own loop (sense, activate, ``tag.ndef``) with no thread,
 no event loop and no verification.
@@ -23,11 +24,11 @@ from pathlib import Path
 
 from tap import print_driver, summarize
 
-from drivers.readers.nfcpy_reader import NfcpyReader
-from firmware_sim.ntag424 import card
-from firmware_sim.transports.nfcpy_udp import NfcpyUdpTag
-from gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
-from gateway.taps import Tap, TapHandler
+from dockgate.drivers.readers.nfcpy_reader import NfcpyReader
+from dockgate.gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.taps import Tap, TapHandler
+from dockgate.sim.ntag424 import card
+from dockgate.sim.transports.nfcpy_udp import NfcpyUdpTag
 
 META = bytes.fromhex("00112233445566778899aabbccddeeff")
 FILE = bytes.fromhex("ffeeddccbbaa99887766554433221100")

@@ -1,7 +1,7 @@
 """Taps through the PN532 driver over a real socat pty, beside a bare blocking read loop.
 
 Each tap: the simulated PN532 gets a fresh NTAG 424 DNA card on its antenna, the driver
-lists it, reads its NDEF file with InDataExchange and emits a TapEvent; ``gateway.taps``
+lists it, reads its NDEF file with InDataExchange and emits a TapEvent; ``dockgate.gateway.taps``
 verifies it with the real SUN verifier. Latency runs from "tag presented" to the verified tap;
 the reader-stack time (frame round trips) and the gateway's own time are shown apart.
 The baseline is the same read done by one blocking loop on a Pn532Link (no thread, no
@@ -24,14 +24,14 @@ from pathlib import Path
 import serial
 from tap import print_driver, summarize
 
-from drivers.readers import ndef_type4
-from drivers.readers import pn532_frames as pf
-from drivers.readers.pn532 import Pn532Link, Pn532Reader
-from firmware_sim.ntag424 import card
-from firmware_sim.services.socat import SocatPty
-from firmware_sim.transports.pn532_serial import Pn532Simulator
-from gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
-from gateway.taps import Tap, TapHandler
+from dockgate.drivers.readers import ndef_type4
+from dockgate.drivers.readers import pn532_frames as pf
+from dockgate.drivers.readers.pn532 import Pn532Link, Pn532Reader
+from dockgate.gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.taps import Tap, TapHandler
+from dockgate.sim.ntag424 import card
+from dockgate.sim.services.socat import SocatPty
+from dockgate.sim.transports.pn532_serial import Pn532Simulator
 
 META = bytes.fromhex("00112233445566778899aabbccddeeff")
 FILE = bytes.fromhex("ffeeddccbbaa99887766554433221100")

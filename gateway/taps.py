@@ -1,6 +1,6 @@
 """A reader's tap event in, an accepted or rejected tap out.
 
-Each :class:`~drivers.readers.base.TapEvent` goes through the SUN verifier (profile found
+Each :class:`~dockgate.drivers.readers.base.TapEvent` goes through the SUN verifier (profile found
 from the URL, keys from the configuration, counters from the replay store). A reader that
 sees the same physical tap twice (the tag still on the antenna, or the same message handed
 over again) yields one tap plus duplicates, never a replay alarm: within ``window`` seconds
@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from drivers.readers.base import TapEvent
+from dockgate.drivers.readers.base import TapEvent
 
-REPLAYED = "replayed"  # gateway.sun.reasons.REPLAYED
+REPLAYED = "replayed"  # dockgate.gateway.sun.reasons.REPLAYED
 DUPLICATE = "duplicate"
 
 
@@ -32,7 +32,7 @@ class SunResultLike(Protocol):
 
 
 class Verifier(Protocol):
-    """What taps need from ``gateway.sun.SunVerifier``."""
+    """What taps need from ``dockgate.gateway.sun.SunVerifier``."""
 
     def verify_url(self, url: str, *, reader_uid: bytes | None = None) -> Any: ...
 

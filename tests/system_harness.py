@@ -28,9 +28,9 @@ from typing import Any
 
 import httpx
 
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.services import free_port
-from firmware_sim.station import StationSim
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.services import free_port
+from dockgate.sim.station import StationSim
 
 TOKEN = "system-test-token-0123456789abcdef"
 META = "00112233445566778899AABBCCDDEEFF"
@@ -167,7 +167,7 @@ class DaemonProcess:
             log.write(f"--- start {self.starts + 1} ---\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "dockgate.gateway.cli", "run", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,

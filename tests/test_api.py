@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from api import CommandOutcome, PlayCheck, create_app
-from api.auth import RedactTokens
-from api.ports import SunPlayVerifier
-from firmware_sim.sdm import SdmTag
-from gateway.outbox import Outbox, Priority
-from gateway.store import Store
-from gateway.sun import SunSettings, SunVerifier
+from dockgate.api import CommandOutcome, PlayCheck, create_app
+from dockgate.api.auth import RedactTokens
+from dockgate.api.ports import SunPlayVerifier
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.store import Store
+from dockgate.gateway.sun import SunSettings, SunVerifier
+from dockgate.sim.sdm import SdmTag
 from tests.test_store import seed_fleet
 
 SYNC_TOKEN = "sync-token-0123456789abcdef"
@@ -79,7 +79,7 @@ async def test_auth_header_query_and_scopes(env) -> None:
 
 
 def test_tokens_must_be_long_and_scoped() -> None:
-    from api import TokenRegistry
+    from dockgate.api import TokenRegistry
 
     with pytest.raises(ValueError):
         TokenRegistry.from_mapping({"short": ["sync"]})

@@ -14,10 +14,10 @@ import orjson
 import pytest
 import uvicorn
 
-from api import create_app
-from firmware_sim.services import free_port
-from gateway.outbox import Outbox, Priority
-from gateway.store import Store
+from dockgate.api import create_app
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.store import Store
+from dockgate.sim.services import free_port
 from tests.test_api import READ_TOKEN, SYNC_TOKEN
 
 pytestmark = pytest.mark.timeout(60)

@@ -11,8 +11,8 @@ import re
 
 import httpx
 
-from api import FlowCommandSender, GatewayMetrics, create_app
-from gateway.protocol import LockState
+from dockgate.api import FlowCommandSender, GatewayMetrics, create_app
+from dockgate.gateway.protocol import LockState
 from tests.test_flow import SITE_A, Rig, rig, until  # noqa: F401
 
 SYNC_TOKEN = "sync-token-flow-0123456789"

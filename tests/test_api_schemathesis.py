@@ -8,9 +8,9 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from api import create_app
-from gateway.outbox import Outbox, Priority
-from gateway.store import Store
+from dockgate.api import create_app
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.store import Store
 from tests.test_api import READ_TOKEN, SYNC_TOKEN, AckingSender
 from tests.test_store import seed_fleet
 

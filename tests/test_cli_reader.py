@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from firmware_sim.ntag424 import CARD_UID, Ntag424Tag, StaticNdef, card
-from firmware_sim.services.pcscd import PcscdService
-from firmware_sim.transports import VpcdCard
+from dockgate.sim.ntag424 import CARD_UID, Ntag424Tag, StaticNdef, card
+from dockgate.sim.services.pcscd import PcscdService
+from dockgate.sim.transports import VpcdCard
 from tests.test_taps import FILE, META
 
-CLI = [sys.executable, "-m", "gateway.cli", "reader"]
+CLI = [sys.executable, "-m", "dockgate.gateway.cli", "reader"]
 
 
 def _config(tmp_path: Path) -> Path:
@@ -99,7 +99,7 @@ def test_watch_bad_config_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_watch_pn532_on_a_serial_line(serial_pty, tmp_path: Path) -> None:
-    from firmware_sim.transports.pn532_serial import Pn532Simulator
+    from dockgate.sim.transports.pn532_serial import Pn532Simulator
 
     with Pn532Simulator(serial_pty.device_path) as sim:
         proc = subprocess.Popen(

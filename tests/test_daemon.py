@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from firmware_sim.device_base import Broker
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.services import free_port, wait_for_port
-from firmware_sim.services.mosquitto import Mosquitto
-from firmware_sim.station import StationSim
+from dockgate.sim.device_base import Broker
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.services import free_port, wait_for_port
+from dockgate.sim.services.mosquitto import Mosquitto
+from dockgate.sim.station import StationSim
 
 TOKEN = "daemon-test-token-0123456789"
 
@@ -60,7 +60,7 @@ def daemon(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[subprocess.Po
     api_port = free_port()
     config = write_config(tmp_path, mosquitto.port, api_port)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "dockgate.gateway.cli", "run", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -134,7 +134,7 @@ def test_a_bad_configuration_lists_every_problem_and_exits_2(tmp_path: Path) -> 
     bad = tmp_path / "bad.toml"
     bad.write_text('[mqtt]\nport = 0\n[api]\ntokens = [{ name = "x", token = "short" }]\n')
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "run", "--config", str(bad)],
+        [sys.executable, "-m", "dockgate.gateway.cli", "run", "--config", str(bad)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.daemon.settings import ConfigError, load_settings
+from dockgate.gateway.daemon.settings import ConfigError, load_settings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 

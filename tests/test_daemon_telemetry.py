@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from firmware_sim.device_base import Broker
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.services.mosquitto import Mosquitto
-from firmware_sim.services.victoria import VictoriaMetrics
-from firmware_sim.station import StationSim
+from dockgate.sim.device_base import Broker
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.services.mosquitto import Mosquitto
+from dockgate.sim.services.victoria import VictoriaMetrics
+from dockgate.sim.station import StationSim
 from tests.system_harness import DaemonProcess, StationConf, until
 
 

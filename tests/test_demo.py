@@ -11,14 +11,14 @@ import sys
 
 import pytest
 
-from gateway.demo import STEPS
+from dockgate.gateway.demo import STEPS
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--once", "--no-ui", *args],
+        [sys.executable, "-m", "dockgate.gateway.cli", "demo", "--once", "--no-ui", *args],
         capture_output=True,
         text=True,
         timeout=200,

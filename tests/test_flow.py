@@ -18,21 +18,21 @@ from typing import Any
 
 import pytest
 
-from drivers.mqtt import MqttDriver, MqttSettings
-from firmware_sim.device_base import Broker
-from firmware_sim.routes import Route
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.sdm import SdmTag
-from firmware_sim.services.mosquitto import Mosquitto
-from firmware_sim.simclock import ScaledClock
-from firmware_sim.station import StationSim
-from gateway.flow import RideFlow
-from gateway.outbox import Outbox
-from gateway.protocol import DeviceMessage, LockState
-from gateway.rules import RulesEngine, load_bundle
-from gateway.rules.pricing import pricing_at, trip_cost
-from gateway.store import Database, Store
-from gateway.taps import Tap, TapHandler
+from dockgate.drivers.mqtt import MqttDriver, MqttSettings
+from dockgate.gateway.flow import RideFlow
+from dockgate.gateway.outbox import Outbox
+from dockgate.gateway.protocol import DeviceMessage, LockState
+from dockgate.gateway.rules import RulesEngine, load_bundle
+from dockgate.gateway.rules.pricing import pricing_at, trip_cost
+from dockgate.gateway.store import Database, Store
+from dockgate.gateway.taps import Tap, TapHandler
+from dockgate.sim.device_base import Broker
+from dockgate.sim.routes import Route
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.sdm import SdmTag
+from dockgate.sim.services.mosquitto import Mosquitto
+from dockgate.sim.simclock import ScaledClock
+from dockgate.sim.station import StationSim
 from tests.test_taps import FILE, META, event, make_verifier
 
 pytestmark = pytest.mark.timeout(90)

@@ -1,6 +1,6 @@
 """A driver batch handled at once gives what the same messages give one by one.
 
-No broker: the messages are built with ``gateway.protocol.encode``/``decode`` as the driver
+No broker: the messages are built with ``dockgate.gateway.protocol.encode``/``decode`` as the driver
 would hand them over, the command port records what it is given, every clock is frozen. The
 batch has vehicles reporting several times, two trips of one rider, a vehicle that docks
 (ending its trip) between two of its reports, an unknown serial and a vehicle event.
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from gateway.flow import RideFlow
-from gateway.outbox import Outbox, Priority
-from gateway.protocol import (
+from dockgate.gateway.flow import RideFlow
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.protocol import (
     Channel,
     DeviceMessage,
     DeviceRef,
@@ -28,8 +28,8 @@ from gateway.protocol import (
     decode,
     encode,
 )
-from gateway.rules import RulesEngine, load_bundle
-from gateway.store import Database, Store
+from dockgate.gateway.rules import RulesEngine, load_bundle
+from dockgate.gateway.store import Database, Store
 
 BUNDLE = Path(__file__).parent.parent / "config" / "rules" / "demo-milano.json"
 SITE_A = (45.4642, 9.2015)  # outside the "Centro storico" speed zone

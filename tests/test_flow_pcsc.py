@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
-from drivers.readers.pcsc import PcscDriver
-from firmware_sim.ntag424 import card
-from firmware_sim.services.pcscd import PcscdService
-from firmware_sim.transports import VpcdCard
+from dockgate.drivers.readers.pcsc import PcscDriver
+from dockgate.sim.ntag424 import card
+from dockgate.sim.services.pcscd import PcscdService
+from dockgate.sim.transports import VpcdCard
 from tests.test_flow import Rig, rig, until  # noqa: F401
 from tests.test_taps import FILE, META
 

@@ -9,10 +9,10 @@ import asyncio
 import json
 import time
 
-from firmware_sim.sdm import SdmTag
-from gateway.flow import CommandRunner, tap_key
-from gateway.flow._commands import build_command
-from gateway.protocol import StationStatus
+from dockgate.gateway.flow import CommandRunner, tap_key
+from dockgate.gateway.flow._commands import build_command
+from dockgate.gateway.protocol import StationStatus
+from dockgate.sim.sdm import SdmTag
 from tests.test_flow import READER_A, READER_B, Rig, new_uid, rig, until  # noqa: F401
 from tests.test_taps import CLONE_REASONS, FILE, META, event
 

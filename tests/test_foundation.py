@@ -3,12 +3,15 @@
 import subprocess
 import sys
 
-from firmware_sim.services import ManagedProcess, ServiceError, free_port, wait_for_port
+from dockgate.sim.services import ManagedProcess, ServiceError, free_port, wait_for_port
 
 
 def test_console_script_lists_every_area() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "dockgate.gateway.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     for area in ("tag", "reader", "sim", "rules"):
         assert area in out

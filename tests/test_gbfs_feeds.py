@@ -9,12 +9,12 @@ import httpx
 import jsonschema
 import pytest
 
-from api import create_app
-from gateway.outbox import Outbox
-from gateway.store import Store
+from dockgate.api import create_app
+from dockgate.gateway.outbox import Outbox
+from dockgate.gateway.store import Store
 from tests.test_store import seed_fleet
 
-SCHEMAS = Path("/work/shared/data/gbfs-json-schema/v3.0")
+SCHEMAS = Path(__file__).parent / "data" / "gbfs-json-schema" / "v3.0"
 FEEDS = [
     "gbfs",
     "system_information",

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from drivers.mqtt import CommandStatus, MqttDriver, MqttError, MqttSettings
-from gateway.protocol import (
+from dockgate.drivers.mqtt import CommandStatus, MqttDriver, MqttError, MqttSettings
+from dockgate.gateway.protocol import (
     MAX_PAYLOAD,
     Channel,
     DeviceRef,
@@ -227,7 +227,7 @@ def test_packed_command_properties_equal_paho_packing(expiry, topic, corr) -> No
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from drivers.mqtt._props import (
+    from dockgate.drivers.mqtt._props import (
         PackedProperties,
         pack_publish_properties,
         pack_response_topic,

@@ -8,8 +8,8 @@ import contextlib
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from drivers.mqtt import Backoff, MqttDriver, MqttSettings
-from gateway.protocol import Channel, DeviceRef, username
+from dockgate.drivers.mqtt import Backoff, MqttDriver, MqttSettings
+from dockgate.gateway.protocol import Channel, DeviceRef, username
 from tests.test_mqtt_driver import telemetry
 
 VEHICLE = DeviceRef.vehicle(7, "SXB123")

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
-from drivers.mqtt import CommandStatus, MqttDriver, MqttError, MqttSettings
-from firmware_sim.services.mosquitto import Mosquitto, TlsFiles
-from gateway.protocol import DeviceRef, SetMaxSpeed
+from dockgate.drivers.mqtt import CommandStatus, MqttDriver, MqttError, MqttSettings
+from dockgate.gateway.protocol import DeviceRef, SetMaxSpeed
+from dockgate.sim.services.mosquitto import Mosquitto, TlsFiles
 from tests.plugins.mosquitto import ScriptedDevice
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,8 +13,8 @@ import nfc.clf
 import nfc.tag.tt4
 import pytest
 
-from firmware_sim.ntag424 import Ntag424Tag, StaticNdef, card, ring
-from firmware_sim.transports.nfcpy_udp import NfcpyUdpTag, cascade_levels
+from dockgate.sim.ntag424 import Ntag424Tag, StaticNdef, card, ring
+from dockgate.sim.transports.nfcpy_udp import NfcpyUdpTag, cascade_levels
 
 META, FILE = os.urandom(16), os.urandom(16)
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.readers.ndef_type4 import read_ndef_url
-from firmware_sim.ntag424 import (
+from dockgate.drivers.readers.ndef_type4 import read_ndef_url
+from dockgate.sim.ntag424 import (
     CARD_UID,
     Faults,
     Ntag424Tag,

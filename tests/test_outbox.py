@@ -10,8 +10,8 @@ import textwrap
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.outbox import Outbox, Priority
-from gateway.store import Database
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.store import Database
 
 
 def make(tmp_path, **kwargs) -> Outbox:
@@ -144,8 +144,8 @@ def test_events_survive_sigkill(tmp_path) -> None:
     path = tmp_path / "killed.db"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from gateway.outbox import Outbox, Priority
-        from gateway.store import Database
+        from dockgate.gateway.outbox import Outbox, Priority
+        from dockgate.gateway.store import Database
         box = Outbox(Database({str(path)!r}))
         for i in range(500):
             box.append("e", i, idempotency_key=f"k{{i}}", priority=Priority.OUTCOME)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.readers import pn532_frames as pf
+from dockgate.drivers.readers import pn532_frames as pf
 
 
 def test_encode_matches_the_user_manual_example() -> None:

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 import serial
 
-from drivers.readers import pn532_frames as pf
-from drivers.readers.pn532 import Pn532Error, Pn532Link, parse_target
-from firmware_sim.ntag424 import CARD_UID, Ntag424Tag, StaticNdef
-from firmware_sim.services.socat import SocatPty
-from firmware_sim.transports.pn532_serial import Pn532Simulator
+from dockgate.drivers.readers import pn532_frames as pf
+from dockgate.drivers.readers.pn532 import Pn532Error, Pn532Link, parse_target
+from dockgate.sim.ntag424 import CARD_UID, Ntag424Tag, StaticNdef
+from dockgate.sim.services.socat import SocatPty
+from dockgate.sim.transports.pn532_serial import Pn532Simulator
 
 
 @pytest.fixture

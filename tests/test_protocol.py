@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.protocol import (
+from dockgate.gateway.protocol import (
     ALERT_OF_EVENT,
     COMMAND_KIND,
     DEVICE_CHANNELS,

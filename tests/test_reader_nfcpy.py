@@ -1,6 +1,6 @@
 """The nfcpy driver end to end: nfcpy's ContactlessFrontend on ``udp:`` reads the simulated tag.
 
-Taps go through ``gateway.taps`` with the real SUN verifier.
+Taps go through ``dockgate.gateway.taps`` with the real SUN verifier.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.readers.base import TapEvent
-from drivers.readers.nfcpy_reader import NfcpyReader
-from firmware_sim.ntag424 import Ntag424Tag, card, clone_of, ring
-from firmware_sim.transports.nfcpy_udp import NfcpyUdpTag
-from gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
-from gateway.taps import TapHandler
+from dockgate.drivers.readers.base import TapEvent
+from dockgate.drivers.readers.nfcpy_reader import NfcpyReader
+from dockgate.gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.taps import TapHandler
+from dockgate.sim.ntag424 import Ntag424Tag, card, clone_of, ring
+from dockgate.sim.transports.nfcpy_udp import NfcpyUdpTag
 
 META, FILE = os.urandom(16), os.urandom(16)
 

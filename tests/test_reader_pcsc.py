@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from drivers.readers.base import TapEvent
-from drivers.readers.pcsc import PcscDriver, pcsc_reader_names
-from firmware_sim.ntag424 import Ntag424Tag, card, clone_of, ring
-from firmware_sim.services.pcscd import PcscdService
-from firmware_sim.transports import VpcdCard
-from gateway.taps import TapHandler
+from dockgate.drivers.readers.base import TapEvent
+from dockgate.drivers.readers.pcsc import PcscDriver, pcsc_reader_names
+from dockgate.gateway.taps import TapHandler
+from dockgate.sim.ntag424 import Ntag424Tag, card, clone_of, ring
+from dockgate.sim.services.pcscd import PcscdService
+from dockgate.sim.transports import VpcdCard
 from tests.test_taps import CLONE_REASONS, FILE, META, make_verifier
 
 TIMEOUT = 6.0

@@ -1,6 +1,6 @@
 """The PN532 driver end to end: pyserial, a real socat pty, the simulated PN532 and NTAG 424 DNA.
 
-Taps go through ``gateway.taps`` with the real SUN verifier, so a clone or a replay is
+Taps go through ``dockgate.gateway.taps`` with the real SUN verifier, so a clone or a replay is
 rejected for the reason the verifier gives, not by the test.
 """
 
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from drivers.readers.base import TapEvent
-from drivers.readers.pn532 import Pn532Reader
-from firmware_sim.ntag424 import Ntag424Tag, card, clone_of, ring
-from firmware_sim.services.socat import SocatPty
-from firmware_sim.transports.pn532_serial import Pn532Simulator
-from gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
-from gateway.taps import TapHandler
+from dockgate.drivers.readers.base import TapEvent
+from dockgate.drivers.readers.pn532 import Pn532Reader
+from dockgate.gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.taps import TapHandler
+from dockgate.sim.ntag424 import Ntag424Tag, card, clone_of, ring
+from dockgate.sim.services.socat import SocatPty
+from dockgate.sim.transports.pn532_serial import Pn532Simulator
 
 META, FILE = os.urandom(16), os.urandom(16)
 

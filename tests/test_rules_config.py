@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.rules import BundleError, BundleHolder, load_bundle
+from dockgate.gateway.rules import BundleError, BundleHolder, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config" / "rules" / "demo-milano.json"

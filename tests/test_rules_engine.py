@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.rules import (
+from dockgate.gateway.rules import (
     AlertAction,
     AlertType,
     CommandKind,
@@ -332,7 +332,7 @@ def test_grid_lookup_on_zone_edges_and_corners() -> None:
 )
 def test_property_credit_lock_matches_the_trip_cost(credit, age, hold, on_hold) -> None:
     """The credit rule locks exactly when the running cost reaches the rider's credit."""
-    from gateway.rules.pricing import pricing_at, trip_cost
+    from dockgate.gateway.rules.pricing import pricing_at, trip_cost
 
     trip = Trip(
         "t",

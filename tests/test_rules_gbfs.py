@@ -8,10 +8,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from gateway.rules import BundleError, explain, load_bundle
+from dockgate.gateway.rules import BundleError, explain, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMAS = Path("/work/shared/data/gbfs-json-schema")
+SCHEMAS = Path(__file__).parent / "data" / "gbfs-json-schema"
 T = 1_750_000_000.0  # 2025-06-15
 
 

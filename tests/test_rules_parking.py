@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli.app import app
-from gateway.rules import (
+from dockgate.gateway.cli.app import app
+from dockgate.gateway.rules import (
     BundleError,
     NotificationKind,
     RulesEngine,

@@ -7,21 +7,7 @@ import random
 
 import pytest
 
-from firmware_sim.device_base import Broker, CommandMemory
-from firmware_sim.faults import FaultPlan, FaultSpecError, malformed_payload, oversized_payload
-from firmware_sim.routes import (
-    CENTRE,
-    Route,
-    default_routes,
-    distance_m,
-    offset,
-    random_route,
-    station_sites,
-)
-from firmware_sim.scooter import MODE_SPEED_KMH, ScooterConfig, ScooterCore
-from firmware_sim.simclock import ManualClock, ScaledClock
-from firmware_sim.station import StationCore, StationError
-from gateway.protocol import (
+from dockgate.gateway.protocol import (
     MAX_PAYLOAD,
     Channel,
     LockState,
@@ -33,6 +19,20 @@ from gateway.protocol import (
     decode,
     encode,
 )
+from dockgate.sim.device_base import Broker, CommandMemory
+from dockgate.sim.faults import FaultPlan, FaultSpecError, malformed_payload, oversized_payload
+from dockgate.sim.routes import (
+    CENTRE,
+    Route,
+    default_routes,
+    distance_m,
+    offset,
+    random_route,
+    station_sites,
+)
+from dockgate.sim.scooter import MODE_SPEED_KMH, ScooterConfig, ScooterCore
+from dockgate.sim.simclock import ManualClock, ScaledClock
+from dockgate.sim.station import StationCore, StationError
 
 T0 = 1_700_000_000.0
 

@@ -21,14 +21,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from firmware_sim.device_base import Broker
-from firmware_sim.faults import FaultPlan
-from firmware_sim.fleet import DayPlan, FleetSim
-from firmware_sim.routes import CENTRE, Route, offset
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.simclock import ScaledClock
-from firmware_sim.station import StationConfig, StationSim
-from gateway.protocol import (
+from dockgate.gateway.protocol import (
     Channel,
     DeviceMessage,
     DeviceRef,
@@ -47,6 +40,13 @@ from gateway.protocol import (
     encode,
     now_ms,
 )
+from dockgate.sim.device_base import Broker
+from dockgate.sim.faults import FaultPlan
+from dockgate.sim.fleet import DayPlan, FleetSim
+from dockgate.sim.routes import CENTRE, Route, offset
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.simclock import ScaledClock
+from dockgate.sim.station import StationConfig, StationSim
 
 pytestmark = pytest.mark.timeout(60)
 

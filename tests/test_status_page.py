@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from api.status import status_router
-from firmware_sim.services import free_port, wait_for_port
+from dockgate.api.status import status_router
+from dockgate.sim.services import free_port, wait_for_port
 from tests.browser import headless_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

@@ -8,10 +8,10 @@ from pathlib import Path
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from firmware_sim.device_base import Broker
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.services.mosquitto import Mosquitto
-from firmware_sim.station import StationSim
+from dockgate.sim.device_base import Broker
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.services.mosquitto import Mosquitto
+from dockgate.sim.station import StationSim
 from tests.browser import headless_chromium
 from tests.system_harness import DaemonProcess, StationConf
 

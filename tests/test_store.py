@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from gateway.outbox import Outbox, Priority
-from gateway.store import Conflict, Database, NotFound, Store, StoreError
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.store import Conflict, Database, NotFound, Store, StoreError
 
 
 class Clock:
@@ -159,8 +159,8 @@ def test_command_runner_settles_a_burst_in_one_transaction(tmp_path) -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from gateway.flow import CommandRunner
-    from gateway.protocol import DeviceRef
+    from dockgate.gateway.flow import CommandRunner
+    from dockgate.gateway.protocol import DeviceRef
 
     db = Database(tmp_path / "s.sqlite3")
     store, outbox = Store(db), Outbox(db)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from firmware_sim.sdm import SdmTag
-from gateway.sun import ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
+from dockgate.sim.sdm import SdmTag
 
 KEYS = {"default": {"meta_read_key": "00" * 16, "file_read_key": "11" * 16}}
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.sun import SunSettings, SunVerifier
-from gateway.sun._aes import FixedKeyCmac, aes_cmac
-from gateway.sun.core import verify_message
-from gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
-from gateway.sun.keys import make_keys
-from gateway.sun.lrp import LrpCipher, generate_plaintexts, generate_updated_keys
+from dockgate.gateway.sun import SunSettings, SunVerifier
+from dockgate.gateway.sun._aes import FixedKeyCmac, aes_cmac
+from dockgate.gateway.sun.core import verify_message
+from dockgate.gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
+from dockgate.gateway.sun.keys import make_keys
+from dockgate.gateway.sun.lrp import LrpCipher, generate_plaintexts, generate_updated_keys
 
 h = bytes.fromhex
 ZERO = bytes(16)

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from firmware_sim.sdm import SdmTag, TagExhausted, diversify_an10922, sdm_backend_keys
-from gateway.sun import REASONS, SunSettings, SunVerifier, load_profiles, load_sun_settings
-from gateway.sun.keys import make_keys
+from dockgate.gateway.sun import REASONS, SunSettings, SunVerifier, load_profiles, load_sun_settings
+from dockgate.gateway.sun.keys import make_keys
+from dockgate.sim.sdm import SdmTag, TagExhausted, diversify_an10922, sdm_backend_keys
 
 META = bytes.fromhex("00112233445566778899aabbccddeeff")
 FILE = bytes.fromhex("ffeeddccbbaa99887766554433221100")
@@ -166,7 +166,7 @@ def _picc(mode: str, plain: bytes) -> bytes:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
         return Cipher(algorithms.AES(META), modes.CBC(bytes(16))).encryptor().update(plain)
-    from gateway.sun.lrp import LrpCipher
+    from dockgate.gateway.sun.lrp import LrpCipher
 
     rand = bytes(range(8))
     return rand + LrpCipher(META, 0).encrypt(rand, plain)
@@ -180,7 +180,7 @@ def test_bad_picc_data_still_computes_a_mac(
     monkeypatch: pytest.MonkeyPatch, mode: str, tag_byte: int, diversified: bool
 ) -> None:
     """Undecryptable PICC data (UID length not 7, nothing mirrored) costs a MAC, as a good one."""
-    from gateway.sun import core
+    from dockgate.gateway.sun import core
 
     calls: list[tuple[str, bytes, bytes]] = []
     real = core._session_mac

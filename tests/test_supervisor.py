@@ -2,7 +2,7 @@
 
 import asyncio
 
-from gateway.daemon.supervisor import Backoff, Supervisor
+from dockgate.gateway.daemon.supervisor import Backoff, Supervisor
 
 
 async def test_failing_part_is_restarted_and_reported_while_others_run() -> None:

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.device_base import Broker
-from firmware_sim.ntag424 import card
-from firmware_sim.routes import random_route
-from firmware_sim.services.mosquitto import Mosquitto
-from firmware_sim.services.pcscd import PcscdService
-from firmware_sim.simclock import ScaledClock
-from firmware_sim.transports import VpcdCard
-from gateway.flow._commands import command_id_for
+from dockgate.gateway.flow._commands import command_id_for
+from dockgate.sim.device_base import Broker
+from dockgate.sim.ntag424 import card
+from dockgate.sim.routes import random_route
+from dockgate.sim.services.mosquitto import Mosquitto
+from dockgate.sim.services.pcscd import PcscdService
+from dockgate.sim.simclock import ScaledClock
+from dockgate.sim.transports import VpcdCard
 from tests.system_harness import (
     FILE,
     META,

@@ -24,15 +24,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from firmware_sim.device_base import Broker
-from firmware_sim.faults import FaultPlan
-from firmware_sim.fleet import DayPlan, FleetSim
-from firmware_sim.ntag424 import card
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.services.mosquitto import Mosquitto
-from firmware_sim.services.socat import SocatPty
-from firmware_sim.transports.pn532_serial import Pn532Simulator
-from gateway.protocol import Channel
+from dockgate.gateway.protocol import Channel
+from dockgate.sim.device_base import Broker
+from dockgate.sim.faults import FaultPlan
+from dockgate.sim.fleet import DayPlan, FleetSim
+from dockgate.sim.ntag424 import card
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.services.mosquitto import Mosquitto
+from dockgate.sim.services.socat import SocatPty
+from dockgate.sim.transports.pn532_serial import Pn532Simulator
 from tests.system_harness import FILE, META, Backend, DaemonProcess, ReaderConf, StationConf, until
 
 pytestmark = pytest.mark.timeout(150)

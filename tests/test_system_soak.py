@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from firmware_sim.device_base import Broker
-from firmware_sim.faults import FaultPlan
-from firmware_sim.fleet import DayPlan, FleetSim
-from firmware_sim.services.mosquitto import Mosquitto
+from dockgate.sim.device_base import Broker
+from dockgate.sim.faults import FaultPlan
+from dockgate.sim.fleet import DayPlan, FleetSim
+from dockgate.sim.services.mosquitto import Mosquitto
 from tests.system_harness import Backend, DaemonProcess, StationConf
 
 pytestmark = pytest.mark.timeout(150)

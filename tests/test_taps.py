@@ -1,4 +1,5 @@
-"""gateway.taps: tap events through the real SUN verifier, duplicates folded, faults counted."""
+"""dockgate.gateway.taps: tap events through the real SUN verifier, duplicates folded,
+faults counted."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from drivers.readers.base import TapEvent
-from firmware_sim.sdm import SdmTag
-from gateway.sun import ReplayStore, SunSettings, SunVerifier
-from gateway.taps import TapHandler
+from dockgate.drivers.readers.base import TapEvent
+from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
+from dockgate.gateway.taps import TapHandler
+from dockgate.sim.sdm import SdmTag
 
 META = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 FILE = bytes.fromhex("F0E1D2C3B4A5968778695A4B3C2D1E0F")

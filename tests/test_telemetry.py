@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from firmware_sim.services.process import free_port
-from gateway.telemetry import TelemetrySink
+from dockgate.gateway.telemetry import TelemetrySink
+from dockgate.sim.services.process import free_port
 
 
 def test_points_written_and_read_back(victoria) -> None:

@@ -6,9 +6,9 @@ import time
 
 from smartcard.System import readers
 
-from firmware_sim.ntag424 import CARD_UID, Ntag424Tag, StaticNdef
-from firmware_sim.services.pcscd import PcscdService
-from firmware_sim.transports import VpcdCard
+from dockgate.sim.ntag424 import CARD_UID, Ntag424Tag, StaticNdef
+from dockgate.sim.services.pcscd import PcscdService
+from dockgate.sim.transports import VpcdCard
 
 
 def _reader(service: PcscdService, index: int):
@@ -57,7 +57,7 @@ def test_atr_uid_and_get_version_through_pcscd(pcscd_service: PcscdService) -> N
 
 
 def test_insert_refused_when_nothing_listens() -> None:
-    from firmware_sim.services.process import free_port
+    from dockgate.sim.services.process import free_port
 
     card = VpcdCard(Ntag424Tag(CARD_UID, StaticNdef("https://e.x/")), port=free_port())
     try:

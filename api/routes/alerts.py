@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import READ, SYNC, require
-from api.errors import ok
-from api.idempotency import idempotent
-from api.routes.state import Networks, parse_networks
-from gateway.store import ALERT_SEVERITIES, ALERT_TYPES
+from dockgate.api.auth import READ, SYNC, require
+from dockgate.api.errors import ok
+from dockgate.api.idempotency import idempotent
+from dockgate.api.routes.state import Networks, parse_networks
+from dockgate.gateway.store import ALERT_SEVERITIES, ALERT_TYPES
 
 router = APIRouter(tags=["fleet alerts"])
 AlertType = Literal[ALERT_TYPES]  # type: ignore[valid-type]

@@ -14,11 +14,11 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.auth import READ, SYNC, require
-from api.errors import ApiError, ok
-from api.idempotency import HEADER
-from api.ports import CommandOutcome
-from gateway.outbox import Priority
+from dockgate.api.auth import READ, SYNC, require
+from dockgate.api.errors import ApiError, ok
+from dockgate.api.idempotency import HEADER
+from dockgate.api.ports import CommandOutcome
+from dockgate.gateway.outbox import Priority
 
 router = APIRouter(tags=["commands"])
 Id = Annotated[int, Path(ge=1, le=2**62)]

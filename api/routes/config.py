@@ -8,10 +8,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import READ, SYNC, require
-from api.errors import ApiError, ok
-from api.idempotency import idempotent
-from gateway.outbox import Priority
+from dockgate.api.auth import READ, SYNC, require
+from dockgate.api.errors import ApiError, ok
+from dockgate.api.idempotency import idempotent
+from dockgate.gateway.outbox import Priority
 
 router = APIRouter(tags=["configuration"])
 

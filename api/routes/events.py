@@ -18,10 +18,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import READ, SYNC, require
-from api.errors import ok
-from api.idempotency import idempotent
-from gateway.outbox import Outbox, Priority
+from dockgate.api.auth import READ, SYNC, require
+from dockgate.api.errors import ok
+from dockgate.api.idempotency import idempotent
+from dockgate.gateway.outbox import Outbox, Priority
 
 router = APIRouter(tags=["events"])
 _PRIORITY_NAMES = {int(p): p.name.lower() for p in Priority}

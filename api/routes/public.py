@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.errors import ok
+from dockgate.api.errors import ok
 
 router = APIRouter()
 FeedName = Literal[

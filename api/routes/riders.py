@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import READ, SYNC, require
-from api.errors import ApiError, ok
-from api.idempotency import idempotent
-from api.ports import PlayCheck
+from dockgate.api.auth import READ, SYNC, require
+from dockgate.api.errors import ApiError, ok
+from dockgate.api.idempotency import idempotent
+from dockgate.api.ports import PlayCheck
 
 router = APIRouter(tags=["riders and records"])
 Id = Annotated[int, Path(ge=1, le=2**62)]

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from api.auth import READ, require
-from api.errors import ApiError, ok
+from dockgate.api.auth import READ, require
+from dockgate.api.errors import ApiError, ok
 
 router = APIRouter(tags=["state"], dependencies=[Depends(require(READ))])
 Id = Annotated[int, Path(ge=1, le=2**62)]

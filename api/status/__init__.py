@@ -6,6 +6,6 @@ picture as plain JSON-able data (see ``docs/status-page.md``). No tiles, no CDN:
 HTML file with its script, so it works on a station computer with no network.
 """
 
-from api.status.router import SnapshotProvider, status_router
+from dockgate.api.status.router import SnapshotProvider, status_router
 
 __all__ = ["SnapshotProvider", "status_router"]

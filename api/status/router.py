@@ -13,7 +13,7 @@ SnapshotProvider = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def _page() -> str:
-    return resources.files("api.status").joinpath("page.html").read_text(encoding="utf-8")
+    return resources.files("dockgate.api.status").joinpath("page.html").read_text(encoding="utf-8")
 
 
 def status_router(snapshot: SnapshotProvider) -> APIRouter:

@@ -31,12 +31,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from drivers.mqtt._props import PackedProperties, pack_publish_properties, pack_response_topic
-from drivers.mqtt.backoff import Backoff
-from drivers.mqtt.outcome import CommandOutcome, CommandStatus
-from drivers.mqtt.settings import MqttSettings
-from drivers.mqtt.stats import DriverStats
-from gateway.protocol import (
+from dockgate.drivers.mqtt._props import (
+    PackedProperties,
+    pack_publish_properties,
+    pack_response_topic,
+)
+from dockgate.drivers.mqtt.backoff import Backoff
+from dockgate.drivers.mqtt.outcome import CommandOutcome, CommandStatus
+from dockgate.drivers.mqtt.settings import MqttSettings
+from dockgate.drivers.mqtt.stats import DriverStats
+from dockgate.gateway.protocol import (
     COMMAND_KIND,
     PHYSICAL_COMMANDS,
     Ack,

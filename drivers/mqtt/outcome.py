@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.protocol import Ack, DeviceRef, Outcome
+from dockgate.gateway.protocol import Ack, DeviceRef, Outcome
 
 
 class CommandStatus(StrEnum):

@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from drivers.readers.base import ReaderDriver, ReaderState, ReaderStatus, TapEvent
+from dockgate.drivers.readers.base import ReaderDriver, ReaderState, ReaderStatus, TapEvent
 
 
 class ThreadedReader(ReaderDriver):

@@ -2,7 +2,7 @@
 
 A driver watches its reader(s) and hands out one :class:`TapEvent` per physical tap: which
 reader, the UID as the reader saw it, the NDEF URL it read, and when. Verification is not
-the driver's job: ``gateway.taps`` does that with the SUN verifier.
+the driver's job: ``dockgate.gateway.taps`` does that with the SUN verifier.
 """
 
 from __future__ import annotations

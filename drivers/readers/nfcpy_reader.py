@@ -2,9 +2,10 @@
 
 nfcpy is blocking, so a worker thread owns the frontend: it senses 106 kbps type A targets,
 activates them with nfcpy's own tag code (RATS, ISO-DEP), reads the NDEF file with the shared
-Type 4 sequence of :mod:`drivers.readers.ndef_type4` over nfcpy's ISO-DEP ``transceive``, then
+Type 4 sequence of :mod:`dockgate.drivers.readers.ndef_type4` over nfcpy's ISO-DEP
+``transceive``, then
 waits with nfcpy's presence check until the tag leaves, so one physical tap is one event.
-Events reach the event loop through :mod:`drivers.readers._threaded`. A frontend that fails
+Events reach the event loop through :mod:`dockgate.drivers.readers._threaded`. A frontend that fails
 (unplugged, or the UDP peer gone) is closed and reopened with backoff.
 """
 
@@ -14,9 +15,9 @@ import contextlib
 import time
 from typing import Any
 
-from drivers.readers import ndef_type4
-from drivers.readers._threaded import ThreadedReader
-from drivers.readers.base import TapEvent
+from dockgate.drivers.readers import ndef_type4
+from dockgate.drivers.readers._threaded import ThreadedReader
+from dockgate.drivers.readers.base import TapEvent
 
 
 class NfcpyReader(ThreadedReader):

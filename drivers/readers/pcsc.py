@@ -15,8 +15,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 
-from drivers.readers.base import ReaderDriver, ReaderStatus, TapEvent
-from drivers.readers.ndef_type4 import CardRemovedError, read_ndef_url
+from dockgate.drivers.readers.base import ReaderDriver, ReaderStatus, TapEvent
+from dockgate.drivers.readers.ndef_type4 import CardRemovedError, read_ndef_url
 
 PNP_READER = "\\\\?PnP?\\Notification"
 _SCARD_PRESENT = 0x0004  # SCardStatus state bit (pcsclite.h), not exported by pyscard

@@ -2,7 +2,7 @@
 
 A worker thread owns the serial port: it wakes the chip, configures it, lists a 106 kbps
 type A target, reads the NDEF file through InDataExchange with the shared Type 4 sequence
-(:mod:`drivers.readers.ndef_type4`), then waits with the chip's presence test until the tag
+(:mod:`dockgate.drivers.readers.ndef_type4`), then waits with the chip's presence test until the tag
 leaves, so one physical tap is one event. Line noise and broken checksums are counted and
 recovered from (NACK, resend); a line that goes away is reopened with backoff.
 """
@@ -17,10 +17,10 @@ from dataclasses import replace
 
 import serial
 
-from drivers.readers import ndef_type4
-from drivers.readers import pn532_frames as pf
-from drivers.readers._threaded import ThreadedReader
-from drivers.readers.base import ReaderError, ReaderStatus, TapEvent
+from dockgate.drivers.readers import ndef_type4
+from dockgate.drivers.readers import pn532_frames as pf
+from dockgate.drivers.readers._threaded import ThreadedReader
+from dockgate.drivers.readers.base import ReaderError, ReaderStatus, TapEvent
 
 LINE_ERRORS = (OSError, serial.SerialException, TypeError)  # pyserial raises TypeError on a
 # port closed under it

@@ -27,9 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
-from firmware_sim.faults import FaultDice, FaultPlan, malformed_payload, oversized_payload
-from firmware_sim.simclock import Clock, ScaledClock
-from gateway.protocol import (
+from dockgate.gateway.protocol import (
     MAX_PAYLOAD,
     Ack,
     AckStatus,
@@ -43,6 +41,8 @@ from gateway.protocol import (
     encode,
     username,
 )
+from dockgate.sim.faults import FaultDice, FaultPlan, malformed_payload, oversized_payload
+from dockgate.sim.simclock import Clock, ScaledClock
 
 log = logging.getLogger(__name__)
 

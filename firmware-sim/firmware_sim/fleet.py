@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Self
 
-from firmware_sim.device_base import Broker, Counters, DeviceSim
-from firmware_sim.faults import FaultPlan
-from firmware_sim.routes import (
+from dockgate.gateway.protocol import LockState
+from dockgate.sim.device_base import Broker, Counters, DeviceSim
+from dockgate.sim.faults import FaultPlan
+from dockgate.sim.routes import (
     CENTRE,
     Route,
     default_routes,
@@ -30,10 +31,9 @@ from firmware_sim.routes import (
     random_route,
     station_sites,
 )
-from firmware_sim.scooter import ScooterConfig, ScooterSim
-from firmware_sim.simclock import Clock, ScaledClock
-from firmware_sim.station import StationConfig, StationError, StationSim
-from gateway.protocol import LockState
+from dockgate.sim.scooter import ScooterConfig, ScooterSim
+from dockgate.sim.simclock import Clock, ScaledClock
+from dockgate.sim.station import StationConfig, StationError, StationSim
 
 
 def station_id(i: int) -> str:

@@ -4,7 +4,7 @@ The core moves the scooter along a route at the speed its settings allow, drains
 obeys lock / unlock (with trip hold), maximum speed, speed mode, light and sound, and raises
 fallen, lifted, dismantling, moving-while-locked and low-battery events. It is advanced
 lazily to a given simulated time, so 500 parked scooters cost nothing between telemetry
-reports. :class:`ScooterSim` puts it on MQTT with :class:`~firmware_sim.device_base.DeviceSim`.
+reports. :class:`ScooterSim` puts it on MQTT with :class:`~dockgate.sim.device_base.DeviceSim`.
 
     async with ScooterSim("SXB001", Broker("127.0.0.1", port)) as s:
         s.ride(default_routes()[0])
@@ -16,11 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware_sim.device_base import Broker, Counters, DeviceSim, Verdict, ms
-from firmware_sim.faults import FaultPlan
-from firmware_sim.routes import CENTRE, Route
-from firmware_sim.simclock import Clock
-from gateway.protocol import (
+from dockgate.gateway.protocol import (
     AckStatus,
     Channel,
     DeviceRef,
@@ -37,6 +33,10 @@ from gateway.protocol import (
     VehicleEvent,
     VehicleEventType,
 )
+from dockgate.sim.device_base import Broker, Counters, DeviceSim, Verdict, ms
+from dockgate.sim.faults import FaultPlan
+from dockgate.sim.routes import CENTRE, Route
+from dockgate.sim.simclock import Clock
 
 #: Speed (km/h) of each mode: the dashboard's default low / medium / high speeds.
 MODE_SPEED_KMH: dict[SpeedMode, int] = {
@@ -182,7 +182,7 @@ class ScooterCore:
 
     def push(self, now: float, east_m: float, north_m: float) -> None:
         """Someone wheels the scooter; while locked that is moving-while-locked."""
-        from firmware_sim.routes import offset
+        from dockgate.sim.routes import offset
 
         self.advance(now)
         self.lat, self.lon = offset(self.lat, self.lon, east_m, north_m)
@@ -375,7 +375,7 @@ class ScooterSim(DeviceSim):
         return OutcomeStatus.DONE, None
 
     def sample_payload(self) -> bytes:
-        from gateway.protocol import encode
+        from dockgate.gateway.protocol import encode
 
         return encode(self.core.telemetry(self.clock.stamp()))
 

@@ -20,9 +20,9 @@ import ndef
 from cryptography.hazmat.primitives import cmac as _cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
-from gateway.sun.lrp import LrpCipher
-from gateway.sun.profiles import SHIPPED_PROFILES, TagProfile, load_profiles
+from dockgate.gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
+from dockgate.gateway.sun.lrp import LrpCipher
+from dockgate.gateway.sun.profiles import SHIPPED_PROFILES, TagProfile, load_profiles
 
 MAX_READ_CTR = 0xFFFFFF
 UID_LEN = 7

@@ -24,11 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from firmware_sim.device_base import Broker, Counters, DeviceSim, Verdict, ms
-from firmware_sim.faults import FaultPlan
-from firmware_sim.routes import CENTRE
-from firmware_sim.simclock import Clock
-from gateway.protocol import (
+from dockgate.gateway.protocol import (
     AckStatus,
     AlarmEvent,
     Channel,
@@ -50,6 +46,10 @@ from gateway.protocol import (
     UnlockSpot,
     encode,
 )
+from dockgate.sim.device_base import Broker, Counters, DeviceSim, Verdict, ms
+from dockgate.sim.faults import FaultPlan
+from dockgate.sim.routes import CENTRE
+from dockgate.sim.simclock import Clock
 
 LockMode = Literal["ok", "jam", "no-answer"]
 

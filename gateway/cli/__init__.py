@@ -5,6 +5,6 @@ parts inside their commands, so that ``dockgate tag verify`` does not pay for Fa
 shapely at start-up.
 """
 
-from gateway.cli.app import app, main
+from dockgate.gateway.cli.app import app, main
 
 __all__ = ["app", "main"]

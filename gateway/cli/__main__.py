@@ -1,5 +1,5 @@
-"""``python -m gateway.cli``: the same as the ``dockgate`` console script."""
+"""``python -m dockgate.gateway.cli``: the same as the ``dockgate`` console script."""
 
-from gateway.cli.app import main
+from dockgate.gateway.cli.app import main
 
 main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import demo, reader, rules, run, sim, tag
+from dockgate.gateway.cli import demo, reader, rules, run, sim, tag
 
 app = typer.Typer(
     name="dockgate",

@@ -22,7 +22,7 @@ def demo(
     ),
 ) -> None:
     """Start Mosquitto, pcscd, the gateway and a simulated fleet; play a scripted day."""
-    from gateway.demo import DemoOptions, run_demo
+    from dockgate.gateway.demo import DemoOptions, run_demo
 
     options = DemoOptions(once=once, ui=not no_ui, speed=speed, break_step=break_step)
     try:

@@ -25,7 +25,7 @@ def list_readers(
     as_json: bool = typer.Option(False, "--json", help="One JSON line per reader."),
 ) -> None:
     """Show the PC/SC readers pcscd offers."""
-    from drivers.readers.pcsc import PcscError, pcsc_reader_names
+    from dockgate.drivers.readers.pcsc import PcscError, pcsc_reader_names
 
     try:
         names = pcsc_reader_names()
@@ -70,7 +70,7 @@ def watch(
 
     from pydantic import ValidationError
 
-    from gateway.sun import ReplayStore, SunVerifier, load_sun_settings
+    from dockgate.gateway.sun import ReplayStore, SunVerifier, load_sun_settings
 
     try:
         settings = load_sun_settings(config)
@@ -100,19 +100,19 @@ def _driver(kind: str, path: str | None, readers: list[str]) -> object:
     if kind == "pcsc":
         if path is not None:
             raise ValueError("--path is for nfcpy and pn532; use --reader with pcsc")
-        from drivers.readers.pcsc import PcscDriver
+        from dockgate.drivers.readers.pcsc import PcscDriver
 
         return PcscDriver(readers)
     if readers:
         raise ValueError("--reader filters PC/SC readers; use --path with nfcpy and pn532")
     if kind == "nfcpy":
-        from drivers.readers.nfcpy_reader import NfcpyReader
+        from dockgate.drivers.readers.nfcpy_reader import NfcpyReader
 
         return NfcpyReader(path or "usb")
     if kind == "pn532":
         if not path:
             raise ValueError("pn532 needs --path, the serial port (e.g. /dev/ttyUSB0)")
-        from drivers.readers.pn532 import Pn532Reader
+        from dockgate.drivers.readers.pn532 import Pn532Reader
 
         return Pn532Reader(path)
     raise ValueError(f"unknown driver {kind!r}: choose pcsc, nfcpy or pn532")
@@ -129,8 +129,8 @@ async def _watch(
     import asyncio
     import contextlib
 
-    from drivers.readers.base import ReaderDriver
-    from gateway.taps import TapHandler
+    from dockgate.drivers.readers.base import ReaderDriver
+    from dockgate.gateway.taps import TapHandler
 
     assert isinstance(source, ReaderDriver)
     handler = TapHandler(verifier)  # type: ignore[arg-type]

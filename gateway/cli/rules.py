@@ -32,7 +32,7 @@ def _parse_at(at: str | None) -> float:
 def _load(bundle: Path, as_json: bool):
     import json
 
-    from gateway.rules import BundleError, load_bundle
+    from dockgate.gateway.rules import BundleError, load_bundle
 
     try:
         return load_bundle(bundle)
@@ -62,7 +62,7 @@ def explain(
     virtual parkings with their capacity."""
     import json
 
-    from gateway.rules import explain as do_explain
+    from dockgate.gateway.rules import explain as do_explain
 
     t = _parse_at(at)
     known: dict[int, int] = {}

@@ -16,7 +16,7 @@ def run(
     """Run the gateway until SIGTERM or SIGINT (environment: DOCKGATE_<TABLE>__<FIELD>)."""
     import asyncio
 
-    from gateway.daemon.settings import ConfigError, load_settings
+    from dockgate.gateway.daemon.settings import ConfigError, load_settings
 
     try:
         settings = load_settings(config)
@@ -27,8 +27,8 @@ def run(
         typer.echo("configuration is valid")
         return
 
-    from gateway.daemon.app import Daemon
-    from gateway.daemon.logs import configure_logging
+    from dockgate.gateway.daemon.app import Daemon
+    from dockgate.gateway.daemon.logs import configure_logging
 
     configure_logging(settings.logging.format, settings.logging.level)
     try:

@@ -36,10 +36,10 @@ def _passwords(path: Path | None) -> dict[str, str] | None:
 
 
 def _broker(text: str | None, passwords: Path | None):  # -> (Broker, Mosquitto | None)
-    from firmware_sim.device_base import Broker
+    from dockgate.sim.device_base import Broker
 
     if text is None:
-        from firmware_sim.services.mosquitto import Mosquitto
+        from dockgate.sim.services.mosquitto import Mosquitto
 
         broker = Mosquitto(persistence=False)
         broker.start()
@@ -53,7 +53,7 @@ def _broker(text: str | None, passwords: Path | None):  # -> (Broker, Mosquitto 
 
 
 def _fault_plan(spec: str | None, seed: int):
-    from firmware_sim.faults import FaultPlan, FaultSpecError
+    from dockgate.sim.faults import FaultPlan, FaultSpecError
 
     try:
         return FaultPlan.parse(spec, seed=seed)
@@ -116,7 +116,7 @@ def fleet(
 
     import psutil
 
-    from firmware_sim.fleet import FleetSim
+    from dockgate.sim.fleet import FleetSim
 
     plan = _fault_plan(faults, seed)
     addr, private = _broker(broker, passwords)
@@ -179,10 +179,10 @@ def scooter(
     """Run one scooter: it answers commands and reports telemetry; optionally rides a route."""
     import asyncio
 
-    from firmware_sim.routes import default_routes
-    from firmware_sim.scooter import ScooterSim
-    from firmware_sim.simclock import ScaledClock
-    from gateway.protocol import TopicError
+    from dockgate.gateway.protocol import TopicError
+    from dockgate.sim.routes import default_routes
+    from dockgate.sim.scooter import ScooterSim
+    from dockgate.sim.simclock import ScaledClock
 
     routes = {r.name: r for r in default_routes()}
     if route is not None and route not in routes:
@@ -218,9 +218,9 @@ def station(
     """Run one docking station: it answers spot commands and reports its spots."""
     import asyncio
 
-    from firmware_sim.simclock import ScaledClock
-    from firmware_sim.station import StationError, StationSim
-    from gateway.protocol import TopicError
+    from dockgate.gateway.protocol import TopicError
+    from dockgate.sim.simclock import ScaledClock
+    from dockgate.sim.station import StationError, StationSim
 
     addr, _ = _broker(broker, passwords)
 
@@ -245,7 +245,7 @@ def station(
 @app.command()
 def routes() -> None:
     """List the demo city's routes."""
-    from firmware_sim.routes import default_routes
+    from dockgate.sim.routes import default_routes
 
     for r in default_routes():
         kind = "loop" if r.loop else "line"

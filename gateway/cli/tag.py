@@ -86,7 +86,7 @@ def _make_cli_keys(fields: dict[str, str | None], keys_file: Path | None) -> Any
     """The key set given on the command line, in a keys file or in the environment."""
     if not (fields["meta_read_key"] or fields["file_read_key"] or fields["master_key"]):
         return None
-    from gateway.sun.keys import make_keys
+    from dockgate.gateway.sun.keys import make_keys
 
     parsed = {
         name: _parse_key(fields[name], _key_source(name, keys_file))
@@ -107,10 +107,10 @@ class _BatchKeys:
     """Key sets for batch lines, built once per distinct key tuple (bounded)."""
 
     def __init__(self) -> None:
-        from gateway.sun import reasons
-        from gateway.sun.cache import BoundedCache
-        from gateway.sun.core import SunError, unhex
-        from gateway.sun.keys import make_keys
+        from dockgate.gateway.sun import reasons
+        from dockgate.gateway.sun.cache import BoundedCache
+        from dockgate.gateway.sun.core import SunError, unhex
+        from dockgate.gateway.sun.keys import make_keys
 
         self.R, self.SunError = reasons, SunError
 
@@ -151,9 +151,9 @@ class _BatchKeys:
 def _run_batch(state: Path | None, default_keys: Any = None) -> None:
     import orjson
 
-    from gateway.sun import reasons as R
-    from gateway.sun.replay import ReplayStore
-    from gateway.sun.verifier import SunResult, SunVerifier
+    from dockgate.gateway.sun import reasons as R
+    from dockgate.gateway.sun.replay import ReplayStore
+    from dockgate.gateway.sun.verifier import SunResult, SunVerifier
 
     store = ReplayStore(state) if state is not None else None
     verifier = SunVerifier(store=store)
@@ -259,9 +259,9 @@ def verify(
 
     import orjson
 
-    from gateway.sun.replay import ReplayStore
-    from gateway.sun.settings import load_sun_settings
-    from gateway.sun.verifier import SunVerifier
+    from dockgate.gateway.sun.replay import ReplayStore
+    from dockgate.gateway.sun.settings import load_sun_settings
+    from dockgate.gateway.sun.verifier import SunVerifier
 
     try:
         settings = load_sun_settings(config)
@@ -330,7 +330,7 @@ def simulate(
     """Print SUN URLs read from a simulated NTAG 424 DNA (or batch lines with --jsonl)."""
     import orjson
 
-    from firmware_sim.sdm import SdmTag, diversify_an10922, sdm_backend_keys
+    from dockgate.sim.sdm import SdmTag, diversify_an10922, sdm_backend_keys
 
     try:
         uid_b = bytes.fromhex(uid)

@@ -21,25 +21,25 @@ from typing import Any
 
 import uvicorn
 
-from api import create_app
-from api.gbfs import GbfsSettings
-from api.metrics import GatewayMetrics
-from api.ports import FlowCommandSender, SunPlayVerifier
-from api.status import status_router
-from drivers.mqtt import MqttClosed, MqttDriver
-from drivers.readers.base import ReaderDriver
-from gateway.daemon.points import points
-from gateway.daemon.settings import DaemonSettings, ReaderSettings
-from gateway.daemon.snapshot import status_snapshot
-from gateway.daemon.supervisor import Supervisor
-from gateway.flow import RideFlow
-from gateway.outbox import Outbox, Priority
-from gateway.protocol import DeviceKind
-from gateway.rules import BundleHolder, RulesEngine, load_bundle
-from gateway.store import Database, Store
-from gateway.sun import ReplayStore, SunVerifier
-from gateway.taps import Tap, TapHandler
-from gateway.telemetry import TelemetrySink
+from dockgate.api import create_app
+from dockgate.api.gbfs import GbfsSettings
+from dockgate.api.metrics import GatewayMetrics
+from dockgate.api.ports import FlowCommandSender, SunPlayVerifier
+from dockgate.api.status import status_router
+from dockgate.drivers.mqtt import MqttClosed, MqttDriver
+from dockgate.drivers.readers.base import ReaderDriver
+from dockgate.gateway.daemon.points import points
+from dockgate.gateway.daemon.settings import DaemonSettings, ReaderSettings
+from dockgate.gateway.daemon.snapshot import status_snapshot
+from dockgate.gateway.daemon.supervisor import Supervisor
+from dockgate.gateway.flow import RideFlow
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.protocol import DeviceKind
+from dockgate.gateway.rules import BundleHolder, RulesEngine, load_bundle
+from dockgate.gateway.store import Database, Store
+from dockgate.gateway.sun import ReplayStore, SunVerifier
+from dockgate.gateway.taps import Tap, TapHandler
+from dockgate.gateway.telemetry import TelemetrySink
 
 log = logging.getLogger("dockgate.daemon")
 
@@ -47,14 +47,14 @@ log = logging.getLogger("dockgate.daemon")
 def make_reader(settings: ReaderSettings) -> ReaderDriver:
     """The driver for one configured reader (imports only the transport it needs)."""
     if settings.driver == "pcsc":
-        from drivers.readers.pcsc import PcscDriver
+        from dockgate.drivers.readers.pcsc import PcscDriver
 
         return PcscDriver(settings.pcsc_readers or None)
     if settings.driver == "nfcpy":
-        from drivers.readers.nfcpy_reader import NfcpyReader
+        from dockgate.drivers.readers.nfcpy_reader import NfcpyReader
 
         return NfcpyReader(settings.path or "usb", reader_id=settings.id)
-    from drivers.readers.pn532 import Pn532Reader
+    from dockgate.drivers.readers.pn532 import Pn532Reader
 
     return Pn532Reader(settings.path or "", reader_id=settings.id)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from gateway.protocol import Channel, DeviceMessage, PowerEvent, StationStatus, Telemetry
+from dockgate.gateway.protocol import Channel, DeviceMessage, PowerEvent, StationStatus, Telemetry
 
 Point = tuple[str, dict[str, str | int], dict[str, Any], float]
 

@@ -20,8 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from drivers.mqtt.settings import MqttSettings
-from gateway.sun.settings import SunSettings
+from dockgate.drivers.mqtt.settings import MqttSettings
+from dockgate.gateway.sun.settings import SunSettings
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 DEFAULT_BUNDLE = CONFIG_DIR / "rules" / "demo-milano.json"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.rules import RuleBundle
-from gateway.store import Store
+from dockgate.gateway.rules import RuleBundle
+from dockgate.gateway.store import Store
 
 
 def _map(store: Store, bundle: RuleBundle) -> dict[str, Any]:

@@ -4,7 +4,7 @@ A private Mosquitto, pcscd with virtual readers, the real daemon in process, sim
 stations, scooters and tags, and a simulated backend pulling the event feed. See docs/demo.md.
 """
 
-from gateway.demo._run import DemoOptions, run_demo
-from gateway.demo._steps import BREAKABLE, STEPS
+from dockgate.gateway.demo._run import DemoOptions, run_demo
+from dockgate.gateway.demo._steps import BREAKABLE, STEPS
 
 __all__ = ["BREAKABLE", "STEPS", "DemoOptions", "run_demo"]

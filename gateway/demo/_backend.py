@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from gateway.demo._check import StepFailed
+from dockgate.gateway.demo._check import StepFailed
 
 
 class BackendClient:

@@ -16,12 +16,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from firmware_sim.services.process import ServiceError
-from gateway.daemon.settings import ConfigError
-from gateway.demo._check import StepFailed
-from gateway.demo._site import DemoSite
-from gateway.demo._steps import BREAKABLE, STEPS
-from gateway.demo._ui import LiveReport, PlainReport, StepLine
+from dockgate.gateway.daemon.settings import ConfigError
+from dockgate.gateway.demo._check import StepFailed
+from dockgate.gateway.demo._site import DemoSite
+from dockgate.gateway.demo._steps import BREAKABLE, STEPS
+from dockgate.gateway.demo._ui import LiveReport, PlainReport, StepLine
+from dockgate.sim.services.process import ServiceError
 
 T = TypeVar("T")
 STEP_TIMEOUT = 45.0

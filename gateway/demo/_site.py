@@ -17,18 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firmware_sim.device_base import Broker
-from firmware_sim.ntag424 import Ntag424Tag, card, ring
-from firmware_sim.scooter import ScooterSim
-from firmware_sim.services.mosquitto import Mosquitto
-from firmware_sim.services.pcscd import PcscdService, ensure_pcscd
-from firmware_sim.simclock import ScaledClock
-from firmware_sim.station import StationSim
-from gateway.daemon.app import Daemon
-from gateway.daemon.logs import JsonFormatter
-from gateway.demo._backend import BackendClient
-from gateway.demo._check import StepFailed, until
-from gateway.demo._world import STATIONS, Secrets, daemon_settings, site
+from dockgate.gateway.daemon.app import Daemon
+from dockgate.gateway.daemon.logs import JsonFormatter
+from dockgate.gateway.demo._backend import BackendClient
+from dockgate.gateway.demo._check import StepFailed, until
+from dockgate.gateway.demo._world import STATIONS, Secrets, daemon_settings, site
+from dockgate.sim.device_base import Broker
+from dockgate.sim.ntag424 import Ntag424Tag, card, ring
+from dockgate.sim.scooter import ScooterSim
+from dockgate.sim.services.mosquitto import Mosquitto
+from dockgate.sim.services.pcscd import PcscdService, ensure_pcscd
+from dockgate.sim.simclock import ScaledClock
+from dockgate.sim.station import StationSim
 
 log = logging.getLogger("dockgate.demo")
 

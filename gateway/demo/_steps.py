@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware_sim.ntag424 import Ntag424Tag, clone_of
-from firmware_sim.transports import VpcdCard
-from gateway.demo._check import StepFailed, until
-from gateway.demo._site import CARD_RIDER, RING_RIDER, DemoSite
-from gateway.demo._world import route_out_east, route_to_duomo
-from gateway.protocol import LockState
-from gateway.taps import Tap
+from dockgate.gateway.demo._check import StepFailed, until
+from dockgate.gateway.demo._site import CARD_RIDER, RING_RIDER, DemoSite
+from dockgate.gateway.demo._world import route_out_east, route_to_duomo
+from dockgate.gateway.protocol import LockState
+from dockgate.gateway.taps import Tap
+from dockgate.sim.ntag424 import Ntag424Tag, clone_of
+from dockgate.sim.transports import VpcdCard
 
 OUT_OF_NETWORK = "vehicle-out-of-network-area"
 

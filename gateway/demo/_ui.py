@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gateway.demo._site import DemoSite
+from dockgate.gateway.demo._site import DemoSite
 
 
 @dataclass(slots=True)

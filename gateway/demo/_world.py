@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware_sim.routes import Route, offset
-from gateway.daemon.settings import DEFAULT_BUNDLE, DaemonSettings, load_settings
+from dockgate.gateway.daemon.settings import DEFAULT_BUNDLE, DaemonSettings, load_settings
+from dockgate.sim.routes import Route, offset
 
 NETWORK = 1
 

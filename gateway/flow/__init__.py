@@ -8,9 +8,9 @@ async for msg in driver.messages():
     await flow.on_device_message(msg)     # undock -> trip, dock -> trip ended, telemetry
 """
 
-from gateway.flow._commands import CommandRunner, Settled, command_id_for
-from gateway.flow._flow import Recovery, RideFlow, tap_key
-from gateway.flow._types import REFUSALS, CommandPort, CommandResult, Rental, TapDecision
+from dockgate.gateway.flow._commands import CommandRunner, Settled, command_id_for
+from dockgate.gateway.flow._flow import Recovery, RideFlow, tap_key
+from dockgate.gateway.flow._types import REFUSALS, CommandPort, CommandResult, Rental, TapDecision
 
 __all__ = [
     "REFUSALS",

@@ -7,8 +7,8 @@ so after a crash the undock of an already opened spot still starts the rider's t
 
 from __future__ import annotations
 
-from gateway.flow._types import Rental
-from gateway.store import Database
+from dockgate.gateway.flow._types import Rental
+from dockgate.gateway.store import Database
 
 MIGRATIONS: list[str] = [
     """

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.flow._types import CommandPort
-from gateway.outbox import Outbox, Priority
-from gateway.protocol import COMMAND_ADAPTER, Command, DeviceKind, DeviceRef
-from gateway.store import Store, StoreError
+from dockgate.gateway.flow._types import CommandPort
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.protocol import COMMAND_ADAPTER, Command, DeviceKind, DeviceRef
+from dockgate.gateway.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What the flow does with each device message: undock, dock, telemetry, power, alarms.
 
-A mixin of :class:`~gateway.flow.RideFlow`, kept apart so that each file stays short.
+A mixin of :class:`~dockgate.gateway.flow.RideFlow`, kept apart so that each file stays short.
 Telemetry goes through the rules engine; its commands are journaled with the vehicle update
 and its alerts in one commit, then sent in order in the background.
 """
@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gateway.outbox import Priority
-from gateway.outbox._outbox import NewEvent
-from gateway.protocol import (
+from dockgate.gateway.outbox import Priority
+from dockgate.gateway.outbox._outbox import NewEvent
+from dockgate.gateway.protocol import (
     ALERT_OF_EVENT,
     AlarmEvent,
     DeviceKind,
@@ -32,12 +32,12 @@ from gateway.protocol import (
     Telemetry,
     VehicleEvent,
 )
-from gateway.rules import AlertAction, CommandKind, Decisions, Trip, VehicleState
-from gateway.store import NotFound, Store
+from dockgate.gateway.rules import AlertAction, CommandKind, Decisions, Trip, VehicleState
+from dockgate.gateway.store import NotFound, Store
 
 if TYPE_CHECKING:
-    from gateway.flow._flow import RideFlow
-    from gateway.flow._types import Rental
+    from dockgate.gateway.flow._flow import RideFlow
+    from dockgate.gateway.flow._types import Rental
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]

@@ -17,18 +17,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateway.flow._book import RentalBook
-from gateway.flow._commands import CommandRunner, Settled
-from gateway.flow._devices import DeviceHandling
-from gateway.flow._manual import send_manual
-from gateway.flow._rent import choose_spot, rider_refusal
-from gateway.flow._types import CommandPort, Rental, TapDecision
-from gateway.outbox import Outbox, Priority
-from gateway.protocol import DeviceRef, StationFeedback, new_command_id
-from gateway.rules import RulesEngine
-from gateway.rules.pricing import pricing_at, trip_cost
-from gateway.store import Conflict, Store
-from gateway.taps import Tap
+from dockgate.gateway.flow._book import RentalBook
+from dockgate.gateway.flow._commands import CommandRunner, Settled
+from dockgate.gateway.flow._devices import DeviceHandling
+from dockgate.gateway.flow._manual import send_manual
+from dockgate.gateway.flow._rent import choose_spot, rider_refusal
+from dockgate.gateway.flow._types import CommandPort, Rental, TapDecision
+from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.protocol import DeviceRef, StationFeedback, new_command_id
+from dockgate.gateway.rules import RulesEngine
+from dockgate.gateway.rules.pricing import pricing_at, trip_cost
+from dockgate.gateway.store import Conflict, Store
+from dockgate.gateway.taps import Tap
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]

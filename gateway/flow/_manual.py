@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway.flow._commands import JOURNAL_STATE, Settled, build_command
-from gateway.protocol import Command, DeviceRef
+from dockgate.gateway.flow._commands import JOURNAL_STATE, Settled, build_command
+from dockgate.gateway.protocol import Command, DeviceRef
 
 if TYPE_CHECKING:
-    from gateway.flow._flow import RideFlow
+    from dockgate.gateway.flow._flow import RideFlow
 
 #: (target kind, API command) -> protocol command name.
 MANUAL_COMMANDS = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.rules import RulesEngine, VehicleState
-from gateway.rules.pricing import pricing_at
-from gateway.store import Store
+from dockgate.gateway.rules import RulesEngine, VehicleState
+from dockgate.gateway.rules.pricing import pricing_at
+from dockgate.gateway.store import Store
 
 Row = dict[str, Any]
 

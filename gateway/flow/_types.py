@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.protocol import Command, DeviceRef
+from dockgate.gateway.protocol import Command, DeviceRef
 
 #: Why a tap was refused (short codes, shown to the rider by the station).
 REFUSALS = (
@@ -31,7 +31,7 @@ TapStatus = Literal["unlocked", "unlocking", "refused", "duplicate"]
 
 
 class CommandResult(Protocol):
-    """What the port returns (``drivers.mqtt.CommandOutcome`` has these)."""
+    """What the port returns (``dockgate.drivers.mqtt.CommandOutcome`` has these)."""
 
     status: Any  # a str enum: done, accepted, failed, rejected, expired, no-ack, ...
     attempts: int

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gateway.store._db import Database, StoreError
+from dockgate.gateway.store._db import Database, StoreError
 
 MIGRATIONS: list[str] = [
     """

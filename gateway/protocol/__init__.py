@@ -4,8 +4,8 @@ Both the gateway's MQTT driver and the firmware simulators import only this pack
 the wire format. See docs/mqtt-protocol.md.
 """
 
-from gateway.protocol.acl import acl_text, username
-from gateway.protocol.codec import (
+from dockgate.gateway.protocol.acl import acl_text, username
+from dockgate.gateway.protocol.codec import (
     COMMAND_ADAPTER,
     ERROR_CODES,
     MAX_FUTURE_MS,
@@ -16,7 +16,7 @@ from gateway.protocol.codec import (
     decode_command,
     encode,
 )
-from gateway.protocol.commands import (
+from dockgate.gateway.protocol.commands import (
     COMMAND_KIND,
     PHYSICAL_COMMANDS,
     Ack,
@@ -34,7 +34,7 @@ from gateway.protocol.commands import (
     UnlockVehicle,
     new_command_id,
 )
-from gateway.protocol.enums import (
+from dockgate.gateway.protocol.enums import (
     AckStatus,
     AlertSeverity,
     AlertType,
@@ -47,7 +47,7 @@ from gateway.protocol.enums import (
     SpotState,
     VehicleEventType,
 )
-from gateway.protocol.messages import (
+from dockgate.gateway.protocol.messages import (
     ALERT_OF_EVENT,
     SCHEMA_VERSION,
     AlarmEvent,
@@ -66,7 +66,7 @@ from gateway.protocol.messages import (
     VehicleEvent,
     now_ms,
 )
-from gateway.protocol.topics import (
+from dockgate.gateway.protocol.topics import (
     DEVICE_CHANNELS,
     ROOT,
     DeviceRef,

@@ -14,9 +14,9 @@ from typing import Any, Final
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from gateway.protocol.commands import COMMAND_KIND, Command, Reply
-from gateway.protocol.enums import Channel
-from gateway.protocol.messages import (
+from dockgate.gateway.protocol.commands import COMMAND_KIND, Command, Reply
+from dockgate.gateway.protocol.enums import Channel
+from dockgate.gateway.protocol.messages import (
     AlarmEvent,
     Online,
     PowerEvent,
@@ -25,7 +25,7 @@ from gateway.protocol.messages import (
     Telemetry,
     VehicleEvent,
 )
-from gateway.protocol.topics import DeviceRef, TopicError, parse_topic
+from dockgate.gateway.protocol.topics import DeviceRef, TopicError, parse_topic
 
 MAX_PAYLOAD: Final = 8192  # bytes; the largest legitimate one (a full 64-spot status) ~4.6 KiB
 MAX_FUTURE_MS: Final = 5 * 60 * 1000  # device clocks may run ahead by this much, not more

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.protocol.enums import AckStatus, DeviceKind, OutcomeStatus, SpeedMode
-from gateway.protocol.messages import (
+from dockgate.gateway.protocol.enums import AckStatus, DeviceKind, OutcomeStatus, SpeedMode
+from dockgate.gateway.protocol.messages import (
     SCHEMA_VERSION,
     DeviceId,
     ShortText,

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.protocol.enums import (
+from dockgate.gateway.protocol.enums import (
     AlertType,
     LockState,
     SpeedMode,

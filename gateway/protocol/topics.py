@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from gateway.protocol.enums import Channel, DeviceKind
+from dockgate.gateway.protocol.enums import Channel, DeviceKind
 
 ROOT = "dockgate"
 

@@ -1,8 +1,8 @@
 """The local rules engine: bundles (dashboard-style or GBFS), evaluation, alert lifecycle."""
 
-from gateway.rules.alerts import AlertBook
-from gateway.rules.bundle import BundleHolder, RuleBundle, load_bundle
-from gateway.rules.decisions import (
+from dockgate.gateway.rules.alerts import AlertBook
+from dockgate.gateway.rules.bundle import BundleHolder, RuleBundle, load_bundle
+from dockgate.gateway.rules.decisions import (
     AlertAction,
     AlertDecision,
     AlertSeverity,
@@ -13,9 +13,9 @@ from gateway.rules.decisions import (
     Notification,
     NotificationKind,
 )
-from gateway.rules.engine import RulesEngine, Trip, VehicleState
-from gateway.rules.errors import BundleError, Problem
-from gateway.rules.explain import explain
+from dockgate.gateway.rules.engine import RulesEngine, Trip, VehicleState
+from dockgate.gateway.rules.errors import BundleError, Problem
+from dockgate.gateway.rules.explain import explain
 
 __all__ = [
     "AlertAction",

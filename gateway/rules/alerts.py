@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.rules.decisions import AlertAction, AlertDecision, AlertSeverity, AlertType
+from dockgate.gateway.rules.decisions import AlertAction, AlertDecision, AlertSeverity, AlertType
 
 _RANK = {AlertSeverity.LOW: 0, AlertSeverity.HIGH: 1, AlertSeverity.CRITICAL: 2}
 

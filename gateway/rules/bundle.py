@@ -15,10 +15,10 @@ import shapely
 from pydantic import ValidationError
 from shapely.geometry.base import BaseGeometry
 
-from gateway.rules import gbfs as gbfs_mod
-from gateway.rules.config import DashboardBundle, Safety
-from gateway.rules.errors import BundleError, Problem, pydantic_problems
-from gateway.rules.geometry import (
+from dockgate.gateway.rules import gbfs as gbfs_mod
+from dockgate.gateway.rules.config import DashboardBundle, Safety
+from dockgate.gateway.rules.errors import BundleError, Problem, pydantic_problems
+from dockgate.gateway.rules.geometry import (
     BorderIndex,
     LocalProjection,
     ZoneIndex,
@@ -26,7 +26,7 @@ from gateway.rules.geometry import (
     polygon_from_shape,
     polygons_from_coords,
 )
-from gateway.rules.plan import GBFS, PARKING, SPEED, IndexedZone, Plan
+from dockgate.gateway.rules.plan import GBFS, PARKING, SPEED, IndexedZone, Plan
 
 __all__ = ["GBFS", "PARKING", "SPEED", "BundleHolder", "IndexedZone", "RuleBundle", "load_bundle"]
 

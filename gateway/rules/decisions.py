@@ -12,8 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 # The dashboard's alert enums have one home (the protocol); re-exported for the engine's users.
-from gateway.protocol.enums import AlertSeverity as AlertSeverity
-from gateway.protocol.enums import AlertType as AlertType
+from dockgate.gateway.protocol.enums import AlertSeverity as AlertSeverity
+from dockgate.gateway.protocol.enums import AlertType as AlertType
 
 
 class CommandKind(StrEnum):

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import shapely
 
-from gateway.rules.alerts import AlertBook
-from gateway.rules.bundle import BundleHolder, RuleBundle
-from gateway.rules.decisions import (
+from dockgate.gateway.rules.alerts import AlertBook
+from dockgate.gateway.rules.bundle import BundleHolder, RuleBundle
+from dockgate.gateway.rules.decisions import (
     AlertDecision,
     AlertSeverity,
     AlertType,
@@ -32,8 +32,8 @@ from gateway.rules.decisions import (
     NotificationKind,
     make_decisions,
 )
-from gateway.rules.plan import KEY, SPEED, Plan, point
-from gateway.rules.pricing import trip_cost
+from dockgate.gateway.rules.plan import KEY, SPEED, Plan, point
+from dockgate.gateway.rules.pricing import trip_cost
 
 LOCK_RESEND_S = 30.0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.rules import gbfs as gbfs_mod
-from gateway.rules.bundle import GBFS, PARKING, SPEED, RuleBundle
+from dockgate.gateway.rules import gbfs as gbfs_mod
+from dockgate.gateway.rules.bundle import GBFS, PARKING, SPEED, RuleBundle
 
 
 def explain(

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.rules.errors import Problem, pydantic_problems
+from dockgate.gateway.rules.errors import Problem, pydantic_problems
 
 V2_VERSIONS = ("2.1", "2.2", "2.3")
 V3_VERSIONS = ("3.0",)

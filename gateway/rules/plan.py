@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from gateway.rules import gbfs as gbfs_mod
-from gateway.rules.geometry import BorderIndex, ZoneIndex
+from dockgate.gateway.rules import gbfs as gbfs_mod
+from dockgate.gateway.rules.geometry import BorderIndex, ZoneIndex
 
 SPEED, PARKING, GBFS = 0, 1, 2
 MAX_CACHED = 1 << 18
@@ -345,7 +345,7 @@ class Plan:
 
     def price(self, started_at: float) -> Any:
         """The pricing window a trip started in (cached per start time)."""
-        from gateway.rules.pricing import pricing_at
+        from dockgate.gateway.rules.pricing import pricing_at
 
         p = self._prices.get(started_at, self)
         if p is self:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from gateway.rules.config import Pricing
+from dockgate.gateway.rules.config import Pricing
 
 
 def _hod_s(hod: str) -> int:

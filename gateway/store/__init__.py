@@ -1,7 +1,7 @@
 """The gateway's SQLite state store (WAL, migrations) shared with the outbox."""
 
-from gateway.store._db import Database, StoreError
-from gateway.store._store import (
+from dockgate.gateway.store._db import Database, StoreError
+from dockgate.gateway.store._store import (
     ALERT_SEVERITIES,
     ALERT_TYPES,
     TECHNOLOGIES,

@@ -16,9 +16,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from gateway.protocol.enums import AlertSeverity, AlertType
-from gateway.store._db import Database, StoreError
-from gateway.store._schema import MIGRATIONS
+from dockgate.gateway.protocol.enums import AlertSeverity, AlertType
+from dockgate.gateway.store._db import Database, StoreError
+from dockgate.gateway.store._schema import MIGRATIONS
 
 ALERT_TYPES = tuple(t.value for t in AlertType)  # the dashboard's enums, one home
 ALERT_SEVERITIES = tuple(s.value for s in AlertSeverity)

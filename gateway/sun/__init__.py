@@ -5,12 +5,12 @@ Public objects: :class:`SunVerifier`, :class:`SunResult`, :class:`ReplayStore`,
 the key sets (:func:`make_keys`) and the reasons (:data:`REASONS`).
 """
 
-from gateway.sun.keys import An10922Keys, SdmBackendKeys, TagKeys, make_keys
-from gateway.sun.profiles import SHIPPED_PROFILES, TagProfile, load_profiles
-from gateway.sun.reasons import REASONS
-from gateway.sun.replay import ReplayStore
-from gateway.sun.settings import KeySetSettings, SunSettings, load_sun_settings
-from gateway.sun.verifier import SunResult, SunVerifier
+from dockgate.gateway.sun.keys import An10922Keys, SdmBackendKeys, TagKeys, make_keys
+from dockgate.gateway.sun.profiles import SHIPPED_PROFILES, TagProfile, load_profiles
+from dockgate.gateway.sun.reasons import REASONS
+from dockgate.gateway.sun.replay import ReplayStore
+from dockgate.gateway.sun.settings import KeySetSettings, SunSettings, load_sun_settings
+from dockgate.gateway.sun.verifier import SunResult, SunVerifier
 
 __all__ = [
     "REASONS",

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from hmac import compare_digest
 
-from gateway.sun import reasons as R
-from gateway.sun._aes import FixedKeyCmac, cbc_decrypt, cmac_once, ecb_decryptor, ecb_encryptor
-from gateway.sun.cache import BoundedCache
-from gateway.sun.keys import TagKeys
-from gateway.sun.lrp import LrpCipher
+from dockgate.gateway.sun import reasons as R
+from dockgate.gateway.sun._aes import (
+    FixedKeyCmac,
+    cbc_decrypt,
+    cmac_once,
+    ecb_decryptor,
+    ecb_encryptor,
+)
+from dockgate.gateway.sun.cache import BoundedCache
+from dockgate.gateway.sun.keys import TagKeys
+from dockgate.gateway.sun.lrp import LrpCipher
 
 _SV1 = b"\xc3\x3c\x00\x01\x00\x80"
 _SV2 = b"\x3c\xc3\x00\x01\x00\x80"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from gateway.sun._aes import ecb_encryptor, subkeys
+from dockgate.gateway.sun._aes import ecb_encryptor, subkeys
 
 # sdm-backend (nfc-developer/sdm-backend, libsdm/derive.py, 2023-01-24 scheme) constants
 _DIV_CONST1 = b"PICCDataKey"
@@ -49,7 +49,7 @@ def sdm_backend_tag_key(master_key: bytes, uid: bytes, key_no: int = 2) -> bytes
     """sdm-backend's UID-diversified key ``key_no`` (#2 is the SDM file read key)."""
     if master_key == bytes(16):
         return bytes(16)
-    from gateway.sun._aes import aes_cmac
+    from dockgate.gateway.sun._aes import aes_cmac
 
     slot_key = _hmac16(master_key, _DIV_CONST2 + bytes([key_no]))
     base = hmac.new(master_key, _DIV_CONST3, hashlib.sha256).digest()

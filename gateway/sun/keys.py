@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.sun.cache import BoundedCache
-from gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
+from dockgate.gateway.sun.cache import BoundedCache
+from dockgate.gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
 
 KDFS = ("an10922", "sdm-backend")
 

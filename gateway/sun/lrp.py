@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers import Cipher
 
-from gateway.sun._aes import (
+from dockgate.gateway.sun._aes import (
     _AES,
     _ECB,
     ZERO_BLOCK,
@@ -20,7 +20,7 @@ from gateway.sun._aes import (
     ecb_encryptor,
     encrypt_block,
 )
-from gateway.sun._aes import dbl as _dbl
+from dockgate.gateway.sun._aes import dbl as _dbl
 
 _AA = b"\xaa" * 16
 _55 = b"\x55" * 16

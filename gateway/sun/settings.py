@@ -20,8 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.sun.keys import TagKeys, make_keys
-from gateway.sun.profiles import SHIPPED_PROFILES, TagProfile, load_profiles, parse_profiles
+from dockgate.gateway.sun.keys import TagKeys, make_keys
+from dockgate.gateway.sun.profiles import (
+    SHIPPED_PROFILES,
+    TagProfile,
+    load_profiles,
+    parse_profiles,
+)
 
 
 def _key_from_hex(value: object) -> object:

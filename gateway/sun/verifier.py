@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from hmac import compare_digest
 
-from gateway.sun import reasons as R
-from gateway.sun.core import SunError, unhex, verify_message
-from gateway.sun.keys import TagKeys
-from gateway.sun.profiles import TagProfile
-from gateway.sun.replay import ReplayStore
-from gateway.sun.settings import SunSettings
+from dockgate.gateway.sun import reasons as R
+from dockgate.gateway.sun.core import SunError, unhex, verify_message
+from dockgate.gateway.sun.keys import TagKeys
+from dockgate.gateway.sun.profiles import TagProfile
+from dockgate.gateway.sun.replay import ReplayStore
+from dockgate.gateway.sun.settings import SunSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from firmware_sim.services.mosquitto import Mosquitto
-from gateway.protocol import (
+from dockgate.gateway.protocol import (
     PHYSICAL_COMMANDS,
     Ack,
     AckStatus,
@@ -33,6 +32,7 @@ from gateway.protocol import (
     now_ms,
     username,
 )
+from dockgate.sim.services.mosquitto import Mosquitto
 
 AUTH_FLEET = (
     DeviceRef.vehicle(1, "SXB001"),

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware_sim.services.pcscd import PcscdService, ensure_pcscd
+from dockgate.sim.services.pcscd import PcscdService, ensure_pcscd
 
 
 @pytest.fixture(scope="session")

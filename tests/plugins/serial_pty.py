@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.services.socat import SocatPty
+from dockgate.sim.services.socat import SocatPty
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.services.victoria import VictoriaMetrics
+from dockgate.sim.services.victoria import VictoriaMetrics
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Cards and rings: NTAG 424 DNA configurations (UID, keys, URL template, SDM profile).
 
-The SUN message comes from ``firmware_sim.sdm.SdmTag``; keyword arguments beyond the UID and
+The SUN message comes from ``dockgate.sim.sdm.SdmTag``; keyword arguments beyond the UID and
 the name go to it unchanged (``meta_read_key``, ``file_read_key``, ``mode``, ``profile``,
 ``base``, ``record``, ``read_ctr``, ...), so a preset is the tag model plus the chip around it.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from firmware_sim.ntag424.tag import Ntag424Tag
+from dockgate.sim.ntag424.tag import Ntag424Tag
 
 CARD_UID = bytes.fromhex("04A1B2C3D4E580")
 RING_UID = bytes.fromhex("04517E3A6B2C90")
 
 
 def _sdm(uid: bytes, **sdm: Any) -> Any:
-    from firmware_sim.sdm import SdmTag
+    from dockgate.sim.sdm import SdmTag
 
     return SdmTag(uid=uid, **sdm)
 

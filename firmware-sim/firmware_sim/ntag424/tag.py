@@ -2,7 +2,7 @@
 
 ``Ntag424Tag.transceive`` takes one command APDU and returns the response APDU (data, SW1,
 SW2), exactly what vpcd, an ISO-DEP link or a PN532 relays. The NDEF file content comes from
-an :class:`NdefSource` (the SDM model in ``firmware_sim.sdm`` for SUN tags, or a static
+an :class:`NdefSource` (the SDM model in ``dockgate.sim.sdm`` for SUN tags, or a static
 message); like the real chip, the SUN data is produced once per read session (the first READ
 BINARY of the NDEF file after it is selected), so chunked reads see one consistent message and
 the read counter goes up by one per session.
@@ -15,7 +15,7 @@ from typing import Protocol
 
 import ndef
 
-from firmware_sim.ntag424 import files, status
+from dockgate.sim.ntag424 import files, status
 
 # NFC-A activation data as the real chip reports it (NT4H2421Gx data sheet, section 8.4).
 ATQA = bytes.fromhex("4403")  # SENS_RES 0x0344, in the order sent on the air (LSB first)

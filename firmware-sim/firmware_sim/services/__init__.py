@@ -3,6 +3,6 @@
 Tests, benchmarks and the demo start these on loopback and on free ports, and stop them.
 """
 
-from firmware_sim.services.process import ManagedProcess, ServiceError, free_port, wait_for_port
+from dockgate.sim.services.process import ManagedProcess, ServiceError, free_port, wait_for_port
 
 __all__ = ["ManagedProcess", "ServiceError", "free_port", "wait_for_port"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from firmware_sim.services.process import (
+from dockgate.sim.services.process import (
     ManagedProcess,
     ServiceError,
     free_port,

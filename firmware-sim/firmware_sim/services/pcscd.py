@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from firmware_sim.services.process import ManagedProcess, ServiceError, free_port, require_program
+from dockgate.sim.services.process import ManagedProcess, ServiceError, free_port, require_program
 
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 PID_FILE = Path("/run/pcscd/pcscd.pid")

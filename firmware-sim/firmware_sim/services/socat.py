@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Self
 
-from firmware_sim.services.process import ManagedProcess, ServiceError, require_program
+from dockgate.sim.services.process import ManagedProcess, ServiceError, require_program
 
 
 class SocatPty:

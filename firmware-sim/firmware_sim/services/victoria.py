@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
-from firmware_sim.services.process import (
+from dockgate.sim.services.process import (
     ManagedProcess,
     ServiceError,
     free_port,

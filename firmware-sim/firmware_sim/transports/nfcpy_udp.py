@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from functools import reduce
 from operator import xor
 
-from firmware_sim.ntag424 import TagRemovedError
-from firmware_sim.transports.pn532_serial import SimTag
+from dockgate.sim.ntag424 import TagRemovedError
+from dockgate.sim.transports.pn532_serial import SimTag
 
 BITRATE = b"106A"
 POLL_WAIT = 0.9  # nfcpy waits 1.0 s for a SENS_RES

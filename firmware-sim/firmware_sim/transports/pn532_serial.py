@@ -1,6 +1,6 @@
 """A PN532 NFC controller on a serial line (HSU), with a simulated tag on its antenna.
 
-It opens the far end of a pty pair (``firmware_sim.services.socat``) and speaks the PN532 host
+It opens the far end of a pty pair (``dockgate.sim.services.socat``) and speaks the PN532 host
 interface (NXP UM0701-02): every well-formed command frame is acknowledged, then answered;
 a NACK from the host gets the last answer again; frames with a bad length or data checksum
 are dropped without an answer, as the chip does. Commands understood: Diagnose (presence
@@ -24,15 +24,15 @@ from typing import Protocol
 
 import serial
 
-from drivers.readers import pn532_frames as pf
-from firmware_sim.ntag424 import TagRemovedError
+from dockgate.drivers.readers import pn532_frames as pf
+from dockgate.sim.ntag424 import TagRemovedError
 
 FIRMWARE_VERSION = bytes((0x32, 0x01, 0x06, 0x07))  # PN532, v1.6, ISO A + B + 18092
 RETRY_PERIOD = 0.002  # seconds one passive activation attempt takes in this model
 
 
 class SimTag(Protocol):
-    """What a transport needs from a simulated tag (``firmware_sim.ntag424.Ntag424Tag``)."""
+    """What a transport needs from a simulated tag (``dockgate.sim.ntag424.Ntag424Tag``)."""
 
     uid: bytes
     atqa: bytes

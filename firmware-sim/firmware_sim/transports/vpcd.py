@@ -24,7 +24,7 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 class VpcdTag(Protocol):
-    """What vpcd needs from a tag (``firmware_sim.ntag424.Ntag424Tag`` fits)."""
+    """What vpcd needs from a tag (``dockgate.sim.ntag424.Ntag424Tag`` fits)."""
 
     atr: bytes
 
