@@ -14,9 +14,11 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from dockgate.api.errors import ApiError
 
@@ -24,8 +26,15 @@ SYNC = "sync"  # the fleet backend: read and write
 READ = "read"  # a technician: read only
 SCOPES = frozenset({SYNC, READ})
 
-bearer_scheme = HTTPBearer(auto_error=False, description="API token")
-query_scheme = APIKeyQuery(name="private_token", auto_error=False, description="API token")
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="API token: `Authorization: Bearer <token>`"
+)
+query_scheme = APIKeyQuery(
+    name="private_token",
+    scheme_name="private_token",
+    auto_error=False,
+    description="API token in the query, for clients that cannot set headers (EventSource)",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +79,62 @@ class TokenRegistry:
         return found
 
 
-def require(scope: str):
-    """A FastAPI dependency that admits a token holding ``scope`` (``sync`` implies ``read``)."""
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (scheme case-insensitive)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
 
-    async def dependency(request: Request) -> Principal:
-        credentials: HTTPAuthorizationCredentials | None = await bearer_scheme(request)
-        token = credentials.credentials if credentials else await query_scheme(request)
-        principal = request.app.state.tokens.check(token)
-        if principal is None:
-            raise ApiError(401, "missing or invalid token")
-        if scope not in principal.scopes and SYNC not in principal.scopes:
-            raise ApiError(403, f"this token lacks the {scope!r} scope")
-        return principal
 
-    return dependency
+def presented_token(connection: HTTPConnection) -> str | None:
+    """The bearer token, else the ``private_token`` query parameter (as ``require`` reads them)."""
+    return bearer_token(connection.headers.get("authorization")) or connection.query_params.get(
+        "private_token"
+    )
+
+
+def authorize(tokens: TokenRegistry | None, token: str | None, scope: str) -> Principal:
+    """The caller's principal, or ``ApiError`` 401 (no valid token) / 403 (scope missing)."""
+    principal = tokens.check(token) if tokens is not None else None
+    if principal is None:
+        raise ApiError(401, "missing or invalid token")
+    if scope not in principal.scopes and SYNC not in principal.scopes:
+        raise ApiError(403, f"this token lacks the {scope!r} scope")
+    return principal
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route asks of its caller: a token with ``scope`` (``sync`` implies ``read``).
+
+    A FastAPI dependency (``Depends(require(READ))``) that also declares both security schemes
+    in the OpenAPI document. The app's ``RequestGuard`` reads the same object before any body
+    is received, so it is the one place a route's access and body size class are stated;
+    ``large_body`` lets the route take ``ApiLimits.large_body_bytes`` (rule bundles).
+    """
+
+    scope: str
+    large_body: bool = False
+
+    async def __call__(
+        self,
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+        private_token: Annotated[str | None, Security(query_scheme)],
+    ) -> Principal:
+        tokens: TokenRegistry | None = getattr(request.app.state, "tokens", None)
+        token = bearer.credentials if bearer is not None else private_token
+        return authorize(tokens, token, self.scope)
+
+
+def require(scope: str, *, large_body: bool = False) -> Requirement:
+    """The dependency admitting a token that holds ``scope``."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    return Requirement(scope, large_body)
 
 
 _TOKEN_IN_URL = re.compile(r"(private_token=)[^&\s\"]*", re.IGNORECASE)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dockgate.gateway.store import Conflict, NotFound, StoreError
@@ -31,11 +33,42 @@ def ok(data: Any = None) -> dict[str, Any]:
     return {"code": 0, "data": data}
 
 
-def _error(status: int, message: str, problems: list[dict[str, Any]] | None = None):
+class Problem(BaseModel):
+    """One reason a request was refused: where (``["body", "bundle"]``) and what."""
+
+    loc: list[str]
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the HTTP status as ``code``, a message, and the problems if known."""
+
+    code: int = Field(ge=400, le=599, description="The HTTP status")
+    message: str
+    problems: list[Problem] | None = None
+
+
+def error_content(
+    status: int, message: str, problems: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The error envelope as plain data."""
     body: dict[str, Any] = {"code": status, "message": message}
     if problems:
         body["problems"] = problems
-    return JSONResponse(body, status_code=status)
+    return body
+
+
+def error_bytes(status: int, message: str, problems: list[dict[str, Any]] | None = None) -> bytes:
+    """The error envelope as JSON bytes, for answers sent below the framework (the guard)."""
+    return orjson.dumps(error_content(status, message, problems))
+
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dockgate"'}
+
+
+def _error(status: int, message: str, problems: list[dict[str, Any]] | None = None) -> JSONResponse:
+    headers = CHALLENGE if status == 401 else None
+    return JSONResponse(error_content(status, message, problems), status, headers=headers)
 
 
 def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,11 +28,11 @@ class GbfsSettings(BaseModel):
 
     system_id: str = "dockgate"
     name: str = "dockgate site"
-    language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
     feed_contact_email: str = "operator@example.org"
     timezone: str = "Etc/UTC"
     opening_hours: str = "24/7"
-    ttl: int = Field(0, ge=0)
+    ttl: int = Field(default=0, ge=0)
     base_url: str = "http://127.0.0.1:8080/gbfs"
 
 
@@ -92,14 +92,14 @@ class GbfsFeeds:
 
     def station_information(self) -> dict[str, Any]:
         stations = []
-        for st in self.store.all_stations():
-            capacity = len(self.store.spots(st["id"]))
+        for st in self.store.topology.stations():
+            capacity = len(self.store.topology.spots(st.id))
             stations.append(
                 {
-                    "station_id": str(st["id"]),
-                    "name": self._text(st["name"]),
-                    "lat": st["lat"],
-                    "lon": st["lon"],
+                    "station_id": str(st.id),
+                    "name": self._text(st.name),
+                    "lat": st.lat,
+                    "lon": st.lon,
                     "is_virtual_station": False,
                     "capacity": capacity,
                 }
@@ -108,47 +108,47 @@ class GbfsFeeds:
 
     def station_status(self) -> dict[str, Any]:
         stations = []
-        for st in self.store.all_stations():
-            spots = self.store.spots(st["id"])
-            docked = [s for s in spots if s["vehicle_id"] is not None]
+        for st in self.store.topology.stations():
+            spots = self.store.topology.spots(st.id)
+            docked = [s.vehicle_id for s in spots if s.vehicle_id is not None]
             available = 0
-            for spot in docked:
-                vehicle = self.store.vehicle(spot["vehicle_id"])
-                if vehicle["status"] == "available" and vehicle["trip_id"] is None:
+            for vehicle_id in docked:
+                vehicle = self.store.vehicles.get(vehicle_id)
+                if vehicle.status == "available" and vehicle.trip_id is None:
                     available += 1
-            online = bool(st["is_online"])
+            online = bool(st.is_online)
             stations.append(
                 {
-                    "station_id": str(st["id"]),
+                    "station_id": str(st.id),
                     "num_vehicles_available": available,
                     "num_vehicles_disabled": len(docked) - available,
                     "num_docks_available": len(spots) - len(docked),
                     "is_installed": True,
                     "is_renting": online and available > 0,
                     "is_returning": online,
-                    "last_reported": _rfc3339(st["updated_at"]),
+                    "last_reported": _rfc3339(st.updated_at),
                 }
             )
         return self._wrap({"stations": stations})
 
     def vehicle_status(self) -> dict[str, Any]:
         vehicles = []
-        spot_station = {s["id"]: s["station_id"] for s in self.store.spots()}
-        for v in self.store.vehicles():
-            if v["trip_id"] is not None or v["status"] == "in_use":
+        spot_station = {s.id: s.station_id for s in self.store.topology.spots()}
+        for v in self.store.vehicles.all():
+            if v.trip_id is not None or v.status == "in_use":
                 continue
             item: dict[str, Any] = {
-                "vehicle_id": v["gbfs_id"],
-                "is_reserved": v["status"] == "reserved",
-                "is_disabled": v["status"] not in {"available", "reserved"},
-                "last_reported": _rfc3339(v["updated_at"]),
+                "vehicle_id": v.gbfs_id,
+                "is_reserved": v.status == "reserved",
+                "is_disabled": v.status not in {"available", "reserved"},
+                "last_reported": _rfc3339(v.updated_at),
             }
-            if v["battery"] is not None:
-                item["current_fuel_percent"] = max(0.0, min(1.0, v["battery"] / 100))
-            if v["spot_id"] is not None and v["spot_id"] in spot_station:
-                item["station_id"] = str(spot_station[v["spot_id"]])
-            elif v["lat"] is not None and v["lon"] is not None:
-                item["lat"], item["lon"] = v["lat"], v["lon"]
+            if v.battery is not None:
+                item["current_fuel_percent"] = max(0.0, min(1.0, v.battery / 100))
+            if v.spot_id is not None and v.spot_id in spot_station:
+                item["station_id"] = str(spot_station[v.spot_id])
+            elif v.lat is not None and v.lon is not None:
+                item["lat"], item["lon"] = v.lat, v.lon
             else:
                 continue  # neither docked nor located: nothing true to publish
             vehicles.append(item)
@@ -156,8 +156,8 @@ class GbfsFeeds:
 
     def geofencing_zones(self) -> dict[str, Any]:
         """The bundle's GBFS zones if it has them, else an empty collection."""
-        bundle = self.store.current_bundle()
-        body = bundle["body"] if bundle else {}
+        bundle = self.store.bundles.current()
+        body = bundle.body if bundle else {}
         zones = body.get("geofencing_zones") if isinstance(body, dict) else None
         if not (isinstance(zones, dict) and zones.get("type") == "FeatureCollection"):
             zones = {"type": "FeatureCollection", "features": []}

@@ -25,12 +25,17 @@ async def idempotent(
         raise ApiError(400, "Idempotency-Key must be 1..200 printable characters")
     store = request.app.state.store
     scope = f"{request.method} {request.url.path}"
-    fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    known = store.idempotent_response(scope, key)
+    try:
+        canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # too deep (the guard bounds depth) or a lone surrogate
+        raise ApiError(422, "this body cannot be fingerprinted for its Idempotency-Key") from None
+    fingerprint = hashlib.sha256(canonical).hexdigest()
+    known = store.idempotency.response(scope, key)
     if known is not None:
-        if known["fingerprint"] != fingerprint:
+        if known.fingerprint != fingerprint:
             raise ApiError(422, "this Idempotency-Key was used with a different body")
-        return orjson.loads(known["response"])
+        replayed: dict[str, Any] = orjson.loads(known.response)  # stored from `response` below
+        return replayed
     response = await handler()
-    store.remember_response(scope, key, fingerprint, orjson.dumps(response).decode())
+    store.idempotency.remember(scope, key, fingerprint, orjson.dumps(response).decode())
     return response

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from dockgate.gateway.sun import SunVerifier
+from dockgate.gateway.sun import reasons as sun_reasons
+
 CommandStatus = Literal["acked", "failed", "timeout"]
 
 
@@ -72,9 +75,16 @@ class PlayCheck:
 
 
 class PlayVerifier(Protocol):
-    """Checks the SUN message of a dynamic record (key looked up by the implementation)."""
+    """Checks the SUN message of a dynamic record (key looked up by the implementation).
 
-    def verify_play(self, record_id: int, picc_data: str, cmac: str) -> PlayCheck: ...
+    ``consume=True`` stores the tag's counter, so the same scan is refused next time;
+    ``consume=False`` is a dry check: the MAC is verified and the counter must be above the
+    stored one, and nothing is stored.
+    """
+
+    def verify_play(
+        self, record_id: int, picc_data: str, cmac: str, *, consume: bool = True
+    ) -> PlayCheck: ...
 
 
 class BundleValidator(Protocol):
@@ -101,14 +111,36 @@ def rules_bundle_validator(kind: str, body: dict[str, Any]) -> list[str]:
 
 class SunPlayVerifier:
     """The adapter to ``dockgate.gateway.sun.SunVerifier``: a dynamic play carries PICC data
-    and a CMAC over an empty MAC input, checked with the named key set (replay store included)."""
+    and a CMAC over an empty MAC input, checked with the named key set (replay store included).
 
-    def __init__(self, verifier: Any, *, key_set: str | None = None) -> None:
+    A dry check runs a twin verifier built from the same settings without a replay store (so
+    nothing is written) and then compares the counter with the last one the store accepted.
+    """
+
+    def __init__(self, verifier: SunVerifier, *, key_set: str | None = None) -> None:
         self.verifier = verifier
         self.key_set = key_set
+        self._dry = SunVerifier(verifier.settings, store=None)
 
-    def verify_play(self, record_id: int, picc_data: str, cmac: str) -> PlayCheck:
-        result = self.verifier.verify_fields(
+    def verify_play(
+        self, record_id: int, picc_data: str, cmac: str, *, consume: bool = True
+    ) -> PlayCheck:
+        checker = self.verifier if consume else self._dry
+        result = checker.verify_fields(
             picc_data=picc_data, cmac=cmac, mac_input=b"", key_set=self.key_set
         )
-        return PlayCheck(result.valid, result.uid, result.read_ctr, result.reason)
+        check = PlayCheck(result.valid, result.uid, result.read_ctr, result.reason)
+        return check if consume or not check.valid else self._not_replayed(check)
+
+    def _not_replayed(self, check: PlayCheck) -> PlayCheck:
+        """``check`` if its counter is above the stored one (or nothing is stored to compare)."""
+        replay = self.verifier.store
+        if replay is None:
+            return check
+        if check.uid is None or check.read_ctr is None:
+            reason = sun_reasons.NO_UID if check.uid is None else sun_reasons.NO_COUNTER
+            return PlayCheck(False, check.uid, check.read_ctr, reason)
+        last = replay.last(bytes.fromhex(check.uid))
+        if last is not None and check.read_ctr <= last:
+            return PlayCheck(False, check.uid, check.read_ctr, sun_reasons.REPLAYED)
+        return check

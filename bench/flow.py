@@ -30,7 +30,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from dockgate.drivers.mqtt import MqttDriver, MqttSettings
-from dockgate.drivers.readers.base import TapEvent
 from dockgate.gateway.flow import RideFlow, command_id_for, tap_key
 from dockgate.gateway.outbox import Outbox
 from dockgate.gateway.protocol import (
@@ -49,6 +48,7 @@ from dockgate.gateway.protocol import (
     encode,
     now_ms,
 )
+from dockgate.gateway.readers import TapEvent
 from dockgate.gateway.rules import RulesEngine, load_bundle
 from dockgate.gateway.store import Database, Store
 from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
@@ -99,19 +99,19 @@ class Devices:
 
 
 def world(store: Store) -> list[SdmTag]:
-    store.upsert_network(1, "Milano", "Europe/Rome")
-    store.upsert_cluster(1, 1, "Centro", *SITE)
-    store.upsert_station(1, 1, "A", *SITE, badge_reader=True)
+    store.topology.upsert_network(1, "Milano", "Europe/Rome")
+    store.topology.upsert_cluster(1, 1, "Centro", *SITE)
+    store.topology.upsert_station(1, 1, "A", *SITE, badge_reader=True)
     tags = []
     for n in range(1, SPOTS + 1):
-        store.upsert_spot(n, 1, n)
-        store.upsert_vehicle(n, 1, f"SXB{n:05d}", battery=50 + n % 40)
-        store.dock_vehicle(n, n)
+        store.topology.upsert_spot(n, 1, n)
+        store.vehicles.upsert(n, 1, f"SXB{n:05d}", battery=50 + n % 40)
+        store.vehicles.dock(n, n)
         uid = bytes([0x04, 0xB0, 0, 0, 0, 0, n])
-        store.upsert_rider(n, credit=10_000_000, first_purchase_done=True)
-        product = store.create_product(f"card {n}")
-        store.create_record(product, uid=uid.hex(), token_encryption="aes-128")
-        store.pair_product(product, n)
+        store.riders.upsert(n, credit=10_000_000, first_purchase_done=True)
+        product = store.products.create(f"card {n}")
+        store.records.create(product, uid=uid.hex(), token_encryption="aes-128")
+        store.products.pair(product, n)
         tags.append(
             SdmTag(uid=uid, meta_read_key=META, file_read_key=FILE, profile="query-picc-enc-cmac")
         )
@@ -222,7 +222,7 @@ async def run(taps: int, baseline: int) -> dict[str, Any]:
                 await driver.send_command(station, cmd)
                 bare.append((devices.arrived[cmd.cmd_id] - t0) * 1000)
             await flow.aclose()
-            trips = len(store.trips(limit=100_000))
+            trips = len(store.trips.page(limit=100_000))
     finally:
         devices.close()
         broker.cleanup()

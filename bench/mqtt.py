@@ -146,6 +146,7 @@ async def driver_rate(port: int, msgs: list[tuple[str, bytes]], cid: str) -> tup
             for m in batch:
                 latest[m.device.device_id] = m.payload
                 seen.add(m.payload.odometer)
+            driver.acknowledge_delivered()
         elapsed = time.perf_counter() - t0
         rejected = driver.status()["rejected_total"]
     await asyncio.to_thread(end_session, port, cid)

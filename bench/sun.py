@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
-from dockgate.gateway.sun.core import verify_message
+from dockgate.gateway.sun.core import SunMessage, verify_message
 from dockgate.gateway.sun.keys import make_keys
 from dockgate.sim.sdm import SdmTag, diversify_an10922
 
@@ -174,9 +174,8 @@ def rate(fn: Callable[[dict], object], msgs: list[dict], seconds: float) -> floa
 
 def _ours(keys):
     def run(m: dict):
-        r = verify_message(
-            keys, mode=None, picc=m["picc"], cmac=m["cmac"], mac_input=m["mac_input"], enc=m["enc"]
-        )
+        message = SunMessage(picc=m["picc"], cmac=m["cmac"], mac_input=m["mac_input"], enc=m["enc"])
+        r = verify_message(keys, message, mode=None)
         return None if r[0] else r
 
     return run

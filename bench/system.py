@@ -217,12 +217,12 @@ def riding(v: int) -> bool:
 
 def seed_fleet(store: Store, vehicles: int) -> None:
     """The fleet, and an open trip (its own rider, with credit) for every riding vehicle."""
-    store.upsert_network(NET, "system bench")
+    store.topology.upsert_network(NET, "system bench")
     for v in range(vehicles):
-        store.upsert_vehicle(v + 1, NET, serial(v), battery=80)
+        store.vehicles.upsert(v + 1, NET, serial(v), battery=80)
         if riding(v):
-            store.upsert_rider(v + 1, credit=5000, first_purchase_done=True)
-            store.start_trip(v + 1, v + 1)
+            store.riders.upsert(v + 1, credit=5000, first_purchase_done=True)
+            store.trips.start(v + 1, v + 1)
 
 
 def serial(v: int) -> str:
@@ -325,17 +325,17 @@ async def measure_tap(port: int, taps: int, baseline_cmds: int, workdir: Path) -
     uids = [bytes([0x04, 0x5A, 0x7E, 0, 0, 0x10, n]) for n in range(1, spots + 1)]
 
     def build(store: Store) -> None:
-        store.upsert_network(NET, "system bench")
-        store.upsert_cluster(NET, NET, "system bench", *SITE)
-        store.upsert_station(1, NET, "ST01", *SITE, badge_reader=True)
+        store.topology.upsert_network(NET, "system bench")
+        store.topology.upsert_cluster(NET, NET, "system bench", *SITE)
+        store.topology.upsert_station(1, NET, "ST01", *SITE, badge_reader=True)
         for n in range(1, spots + 1):
-            store.upsert_spot(1000 + n, 1, n)
-            store.upsert_vehicle(n, NET, serial(n), battery=90)
-            store.dock_vehicle(n, 1000 + n)
-            store.upsert_rider(n, credit=1_000_000, first_purchase_done=True)
-            product = store.create_product(f"card {n}")
-            store.create_record(product, uid=uids[n - 1].hex(), token_encryption="aes-128")
-            store.pair_product(product, n)
+            store.topology.upsert_spot(1000 + n, 1, n)
+            store.vehicles.upsert(n, NET, serial(n), battery=90)
+            store.vehicles.dock(n, 1000 + n)
+            store.riders.upsert(n, credit=1_000_000, first_purchase_done=True)
+            product = store.products.create(f"card {n}")
+            store.records.create(product, uid=uids[n - 1].hex(), token_encryption="aes-128")
+            store.products.pair(product, n)
 
     service = ensure_pcscd()
     daemon = None
@@ -547,6 +547,7 @@ async def flow_rate(
                 except TimeoutError:
                     break
                 await flow.on_device_messages(batch)  # the daemon's loop does the same
+                driver.acknowledge_delivered()
                 done += len(batch)
             elapsed = time.perf_counter() - t0
             rejected = driver.status()["rejected_total"]

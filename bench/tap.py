@@ -26,8 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
-from dockgate.drivers.readers.base import TapEvent
 from dockgate.drivers.readers.ndef_type4 import read_ndef_url
+from dockgate.gateway.readers import TapEvent
 from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
 from dockgate.gateway.taps import Tap, TapHandler
 from dockgate.sim.ntag424 import card

@@ -1,6 +1,6 @@
 """A reader's tap event in, an accepted or rejected tap out.
 
-Each :class:`~dockgate.drivers.readers.base.TapEvent` goes through the SUN verifier (profile found
+Each :class:`~dockgate.gateway.readers.TapEvent` goes through the SUN verifier (profile found
 from the URL, keys from the configuration, counters from the replay store). A reader that
 sees the same physical tap twice (the tag still on the antenna, or the same message handed
 over again) yields one tap plus duplicates, never a replay alarm: within ``window`` seconds
@@ -14,27 +14,35 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from dockgate.drivers.readers.base import TapEvent
+from dockgate.gateway.readers import TapEvent
 
 REPLAYED = "replayed"  # dockgate.gateway.sun.reasons.REPLAYED
 DUPLICATE = "duplicate"
 
 
 class SunResultLike(Protocol):
-    valid: bool
-    uid: str | None
-    read_ctr: int | None
-    reason: str | None
-    profile: str | None
-    record: str | None
+    """What taps read of a verdict (``dockgate.gateway.sun.SunResult`` has these)."""
+
+    @property
+    def valid(self) -> bool: ...
+    @property
+    def uid(self) -> str | None: ...
+    @property
+    def read_ctr(self) -> int | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def profile(self) -> str | None: ...
+    @property
+    def record(self) -> str | None: ...
 
 
 class Verifier(Protocol):
     """What taps need from ``dockgate.gateway.sun.SunVerifier``."""
 
-    def verify_url(self, url: str, *, reader_uid: bytes | None = None) -> Any: ...
+    def verify_url(self, url: str, *, reader_uid: bytes | None = None) -> SunResultLike: ...
 
 
 @dataclass(frozen=True, slots=True)

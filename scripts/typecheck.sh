@@ -16,7 +16,8 @@ ln -s "$root/api" "$stage/dockgate/api"
 ln -s "$root/firmware-sim/firmware_sim" "$stage/dockgate/sim"
 set +e
 MYPYPATH="$stage:$root/typings" .venv/bin/mypy --python-executable .venv/bin/python \
-  --cache-dir "$root/.mypy_cache" -p dockgate "$@" 2>&1 |
-  sed -e "s#$stage/dockgate/sim/#firmware-sim/firmware_sim/#" -e "s#$stage/dockgate/##"
+  --cache-dir "${MYPY_CACHE_DIR:-$root/.mypy_cache}" -p dockgate "$@" 2>&1 |
+  sed -e "s#[^ :]*$stage/dockgate/sim/#firmware-sim/firmware_sim/#g" \
+    -e "s#[^ :]*$stage/dockgate/##g"
 status=${PIPESTATUS[0]}
 exit "$status"

@@ -18,7 +18,7 @@ from dockgate.api import create_app
 from dockgate.gateway.outbox import Outbox, Priority
 from dockgate.gateway.store import Store
 from dockgate.sim.services import free_port
-from tests.test_api import READ_TOKEN, SYNC_TOKEN
+from tests.support.api import READ_TOKEN, SYNC_TOKEN
 
 pytestmark = pytest.mark.timeout(60)
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}

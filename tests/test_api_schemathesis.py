@@ -1,4 +1,5 @@
-"""Schemathesis against the OpenAPI document: whatever it sends, no 5xx, and valid envelopes."""
+"""Schemathesis against the OpenAPI document: whatever it sends with a sync, a read or no token,
+no 5xx, every answer as declared (status, media type, shape), and valid envelopes."""
 
 from __future__ import annotations
 
@@ -7,21 +8,26 @@ from pathlib import Path
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from dockgate.api import create_app
 from dockgate.gateway.outbox import Outbox, Priority
-from dockgate.gateway.store import Store
-from tests.test_api import READ_TOKEN, SYNC_TOKEN, AckingSender
-from tests.test_store import seed_fleet
+from dockgate.gateway.store import NewAlert, Store
+from tests.support.api import READ_TOKEN, SYNC_TOKEN, AckingSender
+from tests.support.fleet import seed_fleet
 
 _store = Store.open(Path(tempfile.mkdtemp(prefix="dockgate-st-")) / "api.db")
 seed_fleet(_store)
 _outbox = Outbox(_store.db)
 for _i in range(30):
     _outbox.append("e", {"i": _i}, idempotency_key=f"k{_i}", priority=Priority(_i % 4))
-_store.raise_alert(1, "vehicle-fallen", "high", vehicle_id=1)
-_product = _store.create_product("card")
-_store.create_record(_product, token_encryption="aes-128")
+_store.alerts.raise_alert(NewAlert(1, "vehicle-fallen", "high", vehicle_id=1))
+_product = _store.products.create("card")
+_store.records.create(_product, token_encryption="aes-128")
 app = create_app(
     _store,
     _outbox,
@@ -32,14 +38,18 @@ app = create_app(
     max_stream=0.1,
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+# every answer is one the document declares, with the declared media type and body shape
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case) -> None:
-    for headers in ({"Authorization": f"Bearer {SYNC_TOKEN}"}, {}):
+    for token in (SYNC_TOKEN, READ_TOKEN, None):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = case.call(headers=headers)
         assert response.status_code < 500, response.text
+        case.validate_response(response, checks=CONFORMANCE)
         body = response.json() if "json" in response.headers.get("content-type", "") else None
         if isinstance(body, dict) and "code" in body:
             assert (body["code"] == 0) == (response.status_code < 400)

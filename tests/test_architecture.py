@@ -193,3 +193,16 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycles_between_modules() -> None:
     """Type-only imports count too: a cycle hidden under ``TYPE_CHECKING`` is still a knot."""
     assert _cycles(_module_graph()) == []
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    """Shared fixtures live in conftest and plugins, plain helpers in ``tests.support``."""
+    bad = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for imp in imports_of(module, path):
+            if _in(imp.target.rpartition(".")[0] or imp.target, ("tests",)) and any(
+                part.startswith("test_") for part in imp.target.split(".")[1:]
+            ):
+                bad.append(f"{module}:{imp.line} imports {imp.target}")
+    assert bad == []

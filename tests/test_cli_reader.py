@@ -11,7 +11,7 @@ from pathlib import Path
 from dockgate.sim.ntag424 import CARD_UID, Ntag424Tag, StaticNdef, card
 from dockgate.sim.services.pcscd import PcscdService
 from dockgate.sim.transports import VpcdCard
-from tests.test_taps import FILE, META
+from tests.support.taps import FILE, META
 
 CLI = [sys.executable, "-m", "dockgate.gateway.cli", "reader"]
 

@@ -10,7 +10,7 @@ from dockgate.sim.scooter import ScooterSim
 from dockgate.sim.services.mosquitto import Mosquitto
 from dockgate.sim.services.victoria import VictoriaMetrics
 from dockgate.sim.station import StationSim
-from tests.system_harness import DaemonProcess, StationConf, until
+from tests.support.system_harness import DaemonProcess, StationConf, until
 
 
 async def test_vehicle_and_station_telemetry_reach_the_time_series_server(

@@ -1,9 +1,10 @@
 """A driver batch handled at once gives what the same messages give one by one.
 
-No broker: the messages are built with ``dockgate.gateway.protocol.encode``/``decode`` as the driver
-would hand them over, the command port records what it is given, every clock is frozen. The
-batch has vehicles reporting several times, two trips of one rider, a vehicle that docks
-(ending its trip) between two of its reports, an unknown serial and a vehicle event.
+No broker: the messages are built with ``dockgate.gateway.protocol.encode``/``decode`` as the
+driver would hand them over, the fake command port (``tests/plugins/flow.py``) records what it
+is given, every clock is frozen. The batch has vehicles reporting several times, two trips of
+one rider, a vehicle that docks (ending its trip) between two of its reports, an unknown
+serial and a vehicle event.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,8 +30,8 @@ from dockgate.gateway.protocol import (
 )
 from dockgate.gateway.rules import RulesEngine, load_bundle
 from dockgate.gateway.store import Database, Store
+from tests.plugins.flow import BUNDLE, FakePort
 
-BUNDLE = Path(__file__).parent.parent / "config" / "rules" / "demo-milano.json"
 SITE_A = (45.4642, 9.2015)  # outside the "Centro storico" speed zone
 SITE_B = (45.4642, 9.1960)  # inside it (15 km/h)
 AWAY = (45.6500, 9.6000)  # outside the network's border
@@ -44,17 +44,17 @@ def clock() -> float:
 
 
 def world(store: Store) -> None:
-    store.upsert_network(1, "Milano", "Europe/Rome")
-    store.upsert_cluster(1, 1, "Centro", *SITE_A)
-    store.upsert_station(1, 1, "A", *SITE_A)
-    store.upsert_spot(11, 1, 1)
+    store.topology.upsert_network(1, "Milano", "Europe/Rome")
+    store.topology.upsert_cluster(1, 1, "Centro", *SITE_A)
+    store.topology.upsert_station(1, 1, "A", *SITE_A)
+    store.topology.upsert_spot(11, 1, 1)
     for vid, serial in enumerate(SERIALS, start=1):
-        store.upsert_vehicle(vid, 1, serial, battery=80, lat=SITE_A[0], lon=SITE_A[1])
-    store.upsert_rider(1, credit=5000, first_purchase_done=True)
-    store.upsert_rider(2, credit=30, first_purchase_done=True)
-    store.start_trip(1, 1)
-    store.start_trip(1, 2)  # one rider, two vehicles: never in one chunk
-    store.start_trip(2, 3)
+        store.vehicles.upsert(vid, 1, serial, battery=80, lat=SITE_A[0], lon=SITE_A[1])
+    store.riders.upsert(1, credit=5000, first_purchase_done=True)
+    store.riders.upsert(2, credit=30, first_purchase_done=True)
+    store.trips.start(1, 1)
+    store.trips.start(1, 2)  # one rider, two vehicles: never in one chunk
+    store.trips.start(2, 3)
 
 
 def messages() -> list[DeviceMessage]:
@@ -122,18 +122,19 @@ async def run(path: Path, msgs: list[DeviceMessage], batch: int | None) -> dict[
     store = Store(db, clock=clock)
     outbox = Outbox(db, clock=clock, limits={Priority.STATE: 4}, max_pending=25)
     world(store)
-    sent: list[tuple[str, dict[str, Any]]] = []
-
-    async def send(device: DeviceRef, command: Any) -> Any:
-        sent.append((device.device_id, command.model_dump(mode="json", exclude={"ts"})))
-        return SimpleNamespace(status="done", reason=None, attempts=1)
+    port = FakePort()  # every command acked
 
     engine = RulesEngine(load_bundle(BUNDLE), clock=clock)
     flow = RideFlow(
-        store, outbox, engine, send, network_id=1, readers={}, station_devices={1: "ST01"}
+        store,
+        outbox,
+        engine,
+        port,
+        clock=clock,
+        network_id=1,
+        readers={},
+        station_devices={1: "ST01"},
     )
-    flow.clock = clock
-    flow.runner.clock = clock
     if batch is None:
         for m in msgs:
             await flow.on_device_message(m)
@@ -155,7 +156,7 @@ async def run(path: Path, msgs: list[DeviceMessage], batch: int | None) -> dict[
         "events": table("SELECT * FROM outbox_events ORDER BY cursor"),
         "stats": table("SELECT * FROM outbox_stats ORDER BY priority"),
         "ignored": dict(flow.ignored),
-        "sent": sent,
+        "sent": [(d.device_id, c.model_dump(mode="json", exclude={"ts"})) for d, c in port.sent],
         "memory": dict(db.cache.get("outbox.pending", {})),
     }
     for v in state["vehicles"]:

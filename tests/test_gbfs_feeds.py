@@ -12,7 +12,7 @@ import pytest
 from dockgate.api import create_app
 from dockgate.gateway.outbox import Outbox
 from dockgate.gateway.store import Store
-from tests.test_store import seed_fleet
+from tests.support.fleet import seed_fleet
 
 SCHEMAS = Path(__file__).parent / "data" / "gbfs-json-schema" / "v3.0"
 FEEDS = [
@@ -35,7 +35,7 @@ def validator(feed: str) -> jsonschema.Validator:
 async def site(tmp_path):
     store = Store.open(tmp_path / "gbfs.db")
     seed_fleet(store)
-    store.save_bundle(
+    store.bundles.save(
         1,
         "gbfs",
         {
@@ -87,7 +87,7 @@ async def site(tmp_path):
 @pytest.mark.parametrize("feed", FEEDS)
 async def test_feed_validates_against_official_schema(site, feed) -> None:
     store, client = site
-    store.start_trip(1, 2)  # one vehicle riding: it must not be listed
+    store.trips.start(1, 2)  # one vehicle riding: it must not be listed
     response = await client.get(f"/gbfs/{feed}.json")
     assert response.status_code == 200
     doc = response.json()
@@ -120,10 +120,10 @@ async def test_vehicle_ids_rotate_per_trip(site) -> None:
 
     before = await public_ids()
     assert len(before) == 4 and not any(v.startswith("SN") for v in before)
-    trip = store.start_trip(1, 1)
+    trip = store.trips.start(1, 1)
     riding = await public_ids()
     assert len(riding) == 3
-    store.end_trip(trip, spot_id=1010, station_id=101)
+    store.trips.end(trip, spot_id=1010, station_id=101)
     after = await public_ids()
     assert len(after) == 4 and len(after & before) == 3  # vehicle 1 came back under a new id
     docked = (await client.get("/gbfs/vehicle_status.json")).json()["data"]["vehicles"]

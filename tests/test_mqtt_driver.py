@@ -19,13 +19,13 @@ from dockgate.gateway.protocol import (
     SetMaxSpeed,
     SetSpeedMode,
     SpeedMode,
-    Telemetry,
     UnlockSpot,
     UnlockVehicle,
     encode,
     now_ms,
 )
-from tests.test_protocol import station_payloads, vehicle_payloads
+from tests.support.mqtt import telemetry
+from tests.support.protocol import station_payloads, vehicle_payloads
 
 VEHICLE = DeviceRef.vehicle(7, "SXB123")
 STATION = DeviceRef.station(7, "ST-01")
@@ -35,24 +35,6 @@ def settings(broker, **over) -> MqttSettings:
     base = {"port": broker.port, "client_id": f"gw-{time.monotonic_ns()}", "command_timeout": 0.5}
     base.update(over)
     return MqttSettings(**base)
-
-
-def telemetry(device_id: str = "SXB123", odometer: int = 0) -> bytes:
-    return encode(
-        Telemetry(
-            ts=now_ms(),
-            device_id=device_id,
-            lat=48.0,
-            lng=2.0,
-            gps_accuracy=3.0,
-            speed=10.0,
-            battery=50,
-            lock="unlocked",
-            speed_mode=2,
-            max_speed=25,
-            odometer=odometer,
-        )
-    )
 
 
 async def collect(driver: MqttDriver, n: int, timeout: float = 10.0) -> list:

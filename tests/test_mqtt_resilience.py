@@ -8,9 +8,10 @@ import contextlib
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from dockgate.drivers.mqtt import Backoff, MqttDriver, MqttSettings
+from dockgate.drivers.mqtt import MqttDriver, MqttSettings
+from dockgate.drivers.mqtt.driver import reconnect_backoff
 from dockgate.gateway.protocol import Channel, DeviceRef, username
-from tests.test_mqtt_driver import telemetry
+from tests.support.mqtt import telemetry
 
 VEHICLE = DeviceRef.vehicle(7, "SXB123")
 
@@ -103,7 +104,7 @@ async def test_slow_consumer_gets_backpressure_not_loss(mosquitto) -> None:
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
-    b = Backoff(0.1, 2.0)
+    b = reconnect_backoff(MqttSettings(reconnect_min=0.1, reconnect_max=2.0)).series()
     delays = [b.next_delay() for _ in range(12)]
     assert all(0.1 <= d <= 2.0 for d in delays)
     assert len({round(d, 6) for d in delays}) > 6  # jittered, not a fixed ladder

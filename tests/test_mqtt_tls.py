@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from dockgate.drivers.mqtt import CommandStatus, MqttDriver, MqttError, MqttSettings
 from dockgate.gateway.protocol import DeviceRef, SetMaxSpeed
 from dockgate.sim.services.mosquitto import Mosquitto, TlsFiles
-from tests.plugins.mosquitto import ScriptedDevice
+from tests.support.mqtt import ScriptedDevice
 
 pytestmark = pytest.mark.timeout(60)
 

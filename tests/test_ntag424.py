@@ -19,7 +19,7 @@ from dockgate.sim.ntag424 import (
     clone_of,
     ring,
 )
-from tests.test_taps import CLONE_REASONS, FILE, META, make_verifier
+from tests.support.taps import CLONE_REASONS, FILE, META, make_verifier
 
 SELECT_APP = bytes.fromhex("00A4040007D276000085010100")
 SELECT_CC = bytes.fromhex("00A4000C02E103")

@@ -165,3 +165,49 @@ def test_events_survive_sigkill(tmp_path) -> None:
     assert [e.payload for e in box.read(0, 1000)] == list(range(301))
     assert box.pending()[Priority.OUTCOME] == 301
     assert box.last_cursor == 301
+
+
+def test_typed_events_store_their_fields_in_order_under_their_kind_and_class(tmp_path) -> None:
+    """A typed event is stored as the JSON the backend reads: its fields, in order."""
+    from dockgate.gateway.outbox import events
+
+    box = make(tmp_path)
+    started = events.TripStarted(7, 3, 1, 100, 1000, 12, 1_700_000_000.5)
+    box.publish(started, idempotency_key="trip:7:started")
+    settled = events.CommandSettled(
+        12, "unlock-spot", "spot", 1000, None, "timeout", "unknown", "gateway restarted", None, 2.0
+    )
+    box.publish(settled, idempotency_key="cmd:12:timeout")
+    sent = events.CommandSettled(13, "lock-vehicle", "vehicle", 1, 7, "acked", "done", None, 1, 3.0)
+    undocked = events.SpotUndocked(100, 2, "SXB001", 1, 4.0)
+    state = events.VehicleState(1, 45.0, 9.0, 80, 0.0, "locked", 5.0)
+    box.publish_many(
+        [
+            (sent, "cmd:13:acked", None),
+            (undocked, undocked.key(), None),
+            (state, "vehicle:1:state:5000", "vehicle:1"),
+            (events.VehicleState(1, 45.0, 9.0, 79, 0.0, "locked", 6.0), "v:6", "vehicle:1"),
+        ]
+    )
+    rows = box.read_raw(0, 100)
+    assert [(r[2], r[3], r[1]) for r in rows] == [
+        ("trip.started", "trip:7:started", Priority.OUTCOME),
+        ("command.outcome", "cmd:12:timeout", Priority.OUTCOME),
+        ("command.outcome", "cmd:13:acked", Priority.OUTCOME),
+        (
+            "spot.undocked",
+            "spot.undocked:100:{'spot': 2, 'serial': 'SXB001', 'vehicle_id': 1}:4.0",
+            Priority.STATE,
+        ),
+        ("vehicle.state", "v:6", Priority.STATE),  # compacted: only the latest state stays
+    ]
+    assert [bytes(r[5]) for r in rows[:4]] == [
+        b'{"trip_id":7,"rider_id":3,"vehicle_id":1,"station_id":100,"spot_id":1000,'
+        b'"command_id":12,"at":1700000000.5}',
+        b'{"command_id":12,"command":"unlock-spot","target_kind":"spot","target_id":1000,'
+        b'"trip_id":null,"state":"timeout","status":"unknown","reason":"gateway restarted",'
+        b'"at":2.0}',  # no attempts: the command never reached the driver in this run
+        b'{"command_id":13,"command":"lock-vehicle","target_kind":"vehicle","target_id":1,'
+        b'"trip_id":7,"state":"acked","status":"done","reason":null,"attempts":1,"at":3.0}',
+        b'{"station_id":100,"spot":2,"serial":"SXB001","vehicle_id":1,"at":4.0}',
+    ]

@@ -18,37 +18,26 @@ from dockgate.gateway.protocol import (
     MAX_PAYLOAD,
     Ack,
     AckStatus,
-    AlarmEvent,
     AlertType,
     Channel,
     DeviceKind,
     DeviceRef,
     LockSpot,
     LockVehicle,
-    Online,
     Outcome,
     OutcomeStatus,
     PlaySound,
-    PowerEvent,
     ProtocolError,
     SetLight,
     SetMaxSpeed,
     SetSpeedMode,
     SpeedMode,
-    SpotDocked,
-    SpotFaulted,
-    SpotIdentifyFail,
     SpotStatus,
-    SpotTemperature,
-    SpotUndocked,
-    SpotUnexpectedUnlock,
     StationFeedback,
     StationStatus,
-    Telemetry,
     TopicError,
     UnlockSpot,
     UnlockVehicle,
-    VehicleEvent,
     VehicleEventType,
     acl_text,
     decode,
@@ -59,76 +48,10 @@ from dockgate.gateway.protocol import (
     subscriptions,
     username,
 )
+from tests.support.protocol import station_payloads, telemetry, vehicle_payloads
 
 STATION = DeviceRef.station(7, "ST-01")
 VEHICLE = DeviceRef.vehicle(7, "SXB123")
-
-
-def telemetry(**over: object) -> Telemetry:
-    fields = {
-        "ts": now_ms(),
-        "device_id": "SXB123",
-        "lat": 48.85,
-        "lng": 2.35,
-        "gps_accuracy": 4.0,
-        "speed": 18.5,
-        "battery": 77,
-        "lock": "unlocked",
-        "speed_mode": 2,
-        "max_speed": 25,
-        "odometer": 10_250,
-    }
-    fields.update(over)
-    return Telemetry(**fields)
-
-
-def station_payloads() -> list[tuple[Channel, object]]:
-    base = {"ts": now_ms(), "device_id": "ST-01"}
-    return [
-        (Channel.ONLINE, Online(online=True, firmware="1.2", **base)),
-        (Channel.ONLINE, Online(online=False, **base)),
-        (
-            Channel.STATUS,
-            StationStatus(
-                spots=[
-                    SpotStatus(spot=1, state="occupied", locked=True, vehicle_id="SXB123"),
-                    SpotStatus(spot=2, state="free", locked=False),
-                ],
-                mains=False,
-                battery=60,
-                **base,
-            ),
-        ),
-        (Channel.SPOT, SpotDocked(type="spot-docked", spot=1, vehicle_id="SXB123", **base)),
-        (Channel.SPOT, SpotUndocked(type="spot-undocked", spot=1, vehicle_id="SXB123", **base)),
-        (Channel.SPOT, SpotIdentifyFail(type="spot-identify-fail", spot=3, **base)),
-        (
-            Channel.SPOT,
-            SpotTemperature(type="spot-temperature", spot=3, celsius=71.5, high=True, **base),
-        ),
-        (Channel.SPOT, SpotFaulted(type="spot-fault", spot=2, fault="lock-jammed", **base)),
-        (Channel.SPOT, SpotUnexpectedUnlock(type="unexpected-unlock", spot=4, **base)),
-        (Channel.POWER, PowerEvent(type="station-power-cut", battery=90, **base)),
-        (Channel.POWER, PowerEvent(type="station-power-restored", **base)),
-        (Channel.ALARM, AlarmEvent(type="station-alarm-triggered", reason="door", **base)),
-        (Channel.ALARM, AlarmEvent(type="station-alarm-cleared", **base)),
-    ]
-
-
-def vehicle_payloads() -> list[tuple[Channel, object]]:
-    base = {"ts": now_ms(), "device_id": "SXB123"}
-    out: list[tuple[Channel, object]] = [
-        (Channel.ONLINE, Online(online=True, **base)),
-        (Channel.TELEMETRY, telemetry()),
-        (Channel.TELEMETRY, telemetry(lock="on-hold", speed_mode=3, light=True)),
-    ]
-    out += [
-        (Channel.EVENT, VehicleEvent(type=t, lat=1.0, lng=2.0, battery=9, **base))
-        for t in VehicleEventType
-    ]
-    out.append((Channel.REPLY, Ack(cmd_id="c1", status="accepted", **base)))
-    out.append((Channel.REPLY, Outcome(cmd_id="c1", status="failed", reason="x", **base)))
-    return out
 
 
 @pytest.mark.parametrize(
@@ -367,3 +290,22 @@ def test_the_largest_legitimate_station_status_fits_the_size_limit() -> None:
     assert len(payload) <= MAX_PAYLOAD
     topic = DeviceRef.station(1, status.device_id).topic(Channel.STATUS)
     assert len(decode(topic, payload).payload.spots) == 64
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [
+        ("battery", "80", "battery"),  # a number in a string is not a number
+        ("ts", "1700000000000", "ts"),
+        ("light", "yes", "light"),
+        ("light", 1, "light"),  # nor is 1 a boolean
+        ("odometer", True, "odometer"),  # nor is true a count
+    ],
+)
+def test_wire_types_are_strict_no_coercion(field: str, value: object, where: str) -> None:
+    body = telemetry().model_dump(mode="json", exclude_none=True)
+    body[field] = value
+    with pytest.raises(ProtocolError) as refused:
+        decode(DeviceRef.vehicle(1, "SXB123").topic(Channel.TELEMETRY), orjson.dumps(body))
+    assert refused.value.code == "schema"
+    assert where in refused.value.detail

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from dockgate.drivers.readers.base import TapEvent
 from dockgate.drivers.readers.nfcpy_reader import NfcpyReader
+from dockgate.gateway.backoff import Backoff
+from dockgate.gateway.readers import TapEvent
 from dockgate.gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
 from dockgate.gateway.taps import TapHandler
 from dockgate.sim.ntag424 import Ntag424Tag, card, clone_of, ring
@@ -132,7 +133,7 @@ async def test_radio_gone_and_back_no_hang(
 
 
 async def test_unopenable_reader_is_down_and_retried() -> None:
-    driver = NfcpyReader("usb:ffff:ffff", reconnect_delay=0.01, max_reconnect_delay=0.05)
+    driver = NfcpyReader("usb:ffff:ffff", reconnect=Backoff(initial=0.01, cap=0.05))
     async with driver:
         await asyncio.sleep(0.3)
         [status] = driver.status()

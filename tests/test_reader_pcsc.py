@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dockgate.drivers.readers.base import TapEvent
 from dockgate.drivers.readers.pcsc import PcscDriver, pcsc_reader_names
+from dockgate.gateway.readers import TapEvent
 from dockgate.gateway.taps import TapHandler
 from dockgate.sim.ntag424 import Ntag424Tag, card, clone_of, ring
 from dockgate.sim.services.pcscd import PcscdService
 from dockgate.sim.transports import VpcdCard
-from tests.test_taps import CLONE_REASONS, FILE, META, make_verifier
+from tests.support.taps import CLONE_REASONS, FILE, META, make_verifier
 
 TIMEOUT = 6.0
 

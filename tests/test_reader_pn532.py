@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dockgate.drivers.readers.base import TapEvent
 from dockgate.drivers.readers.pn532 import Pn532Reader
+from dockgate.gateway.backoff import Backoff
+from dockgate.gateway.readers import TapEvent
 from dockgate.gateway.sun import KeySetSettings, ReplayStore, SunSettings, SunVerifier
 from dockgate.gateway.taps import TapHandler
 from dockgate.sim.ntag424 import Ntag424Tag, card, clone_of, ring
@@ -158,7 +159,7 @@ async def test_line_pulled_and_plugged_back_reconnects(
 
 
 async def test_missing_port_is_down_not_a_crash(tmp_path: Path) -> None:
-    driver = Pn532Reader(str(tmp_path / "no-such-tty"), reconnect_delay=0.01)
+    driver = Pn532Reader(str(tmp_path / "no-such-tty"), reconnect=Backoff(initial=0.01, cap=2.0))
     async with driver:
         await asyncio.sleep(0.2)
         [status] = driver.status()

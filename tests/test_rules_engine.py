@@ -307,7 +307,7 @@ def test_property_deferred_border_distance_bounds_the_exact_one(xy: tuple[float,
     assert hits2 == hits
     assert grid.exact(x, y, cell) == pytest.approx(d, abs=1e-9)
     if d2 is None:
-        side, gap = cell[5], cell[6]
+        side, gap = cell.border_side, cell.border_gap
         if side:
             assert (d > 0) == (side > 0) and abs(d) >= gap - 1e-9
     else:

@@ -11,9 +11,11 @@ from fastapi import FastAPI
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from dockgate.api import TokenRegistry
 from dockgate.api.status import status_router
 from dockgate.sim.services import free_port, wait_for_port
-from tests.browser import headless_chromium
+from tests.support.api import READ_TOKEN
+from tests.support.browser import headless_chromium
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
@@ -78,6 +80,7 @@ def test_status_page_shows_the_site_and_follows_a_moving_vehicle() -> None:
     fleet = MovingFleet()
     app = FastAPI()
     app.include_router(status_router(fleet))
+    app.state.tokens = TokenRegistry.from_mapping({READ_TOKEN: ["read"]})  # the page needs one
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -85,7 +88,7 @@ def test_status_page_shows_the_site_and_follows_a_moving_vehicle() -> None:
     try:
         wait_for_port("127.0.0.1", port)
         with headless_chromium() as browser:
-            browser.get(f"http://127.0.0.1:{port}/status")
+            browser.get(f"http://127.0.0.1:{port}/status?private_token={READ_TOKEN}")
             wait = WebDriverWait(browser, 10)
             vehicle = wait.until(
                 lambda b: b.find_element(By.CSS_SELECTOR, 'g[data-kind="vehicle"] circle')

@@ -12,8 +12,8 @@ from dockgate.sim.device_base import Broker
 from dockgate.sim.scooter import ScooterSim
 from dockgate.sim.services.mosquitto import Mosquitto
 from dockgate.sim.station import StationSim
-from tests.browser import headless_chromium
-from tests.system_harness import DaemonProcess, StationConf
+from tests.support.browser import headless_chromium
+from tests.support.system_harness import TOKEN, DaemonProcess, StationConf
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 VEHICLE = 'g[data-kind="vehicle"][data-id="SXB00001"] circle'
@@ -35,7 +35,7 @@ async def test_status_page_shows_the_fleet_and_follows_a_vehicle(
             scooter.report_now()
             station.dock(3, "SXB00002")
             with headless_chromium() as browser:
-                browser.get(f"http://127.0.0.1:{daemon.api_port}/status")
+                browser.get(f"http://127.0.0.1:{daemon.api_port}/status?private_token={TOKEN}")
                 wait = WebDriverWait(browser, 15)
 
                 def vehicle_x(b) -> float | None:

@@ -84,3 +84,53 @@ def test_store_needs_counter(tmp_path) -> None:
         v = SunVerifier(SunSettings(key_sets=KEYS), store=store)
         t = SdmTag(uid=bytes(7), file_read_key=b"\x11" * 16, mirror_ctr=False)
         assert v.verify_url(t.next_url()).reason == "no_counter"
+
+
+def _legacy_replay_file(path, counters: dict[bytes, int]) -> None:
+    """A replay file as the gateway wrote it before the counters joined its database."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS sun_counters (uid TEXT PRIMARY KEY,"
+        " read_ctr INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    conn.executemany(
+        "INSERT INTO sun_counters VALUES (?, ?)", [(u.hex(), c) for u, c in counters.items()]
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_a_replay_file_of_an_earlier_version_still_opens(tmp_path) -> None:
+    """``dockgate tag verify --state FILE`` on an old replay file: its counters hold."""
+    path = tmp_path / "sun-replay.sqlite3"
+    t = make_tag(5)
+    old = [t.next_url() for _ in range(3)]
+    _legacy_replay_file(path, {t.uid: 2})
+    with ReplayStore(path) as store:
+        v = SunVerifier(SunSettings(key_sets=KEYS), store=store)
+        assert [v.verify_url(u).reason for u in old[:2]] == ["replayed", "replayed"]
+        assert v.verify_url(old[2]).valid and store.last(t.uid) == 3
+    with ReplayStore(path) as store:
+        assert store.last(t.uid) == 3
+
+
+def test_the_gateway_takes_over_a_separate_replay_file(tmp_path) -> None:
+    """The daemon's counters live in its database; an old separate file is read once at
+    start-up: the higher counter wins, so nothing the file accepted is accepted again."""
+    from dockgate.gateway.store import Store
+
+    legacy = tmp_path / "sun-replay.sqlite3"
+    a, b = bytes([4, 1, 2, 3, 4, 5, 6]), bytes([4, 9, 9, 9, 9, 9, 9])
+    _legacy_replay_file(legacy, {a: 7, b: 3})
+    store = Store.open(tmp_path / "dockgate.sqlite3")
+    assert store.replay.accept(b, 5)  # already further than the file for this one
+    assert store.replay.import_file(legacy) == 2
+    assert (store.replay.last(a), store.replay.last(b)) == (7, 5)
+    assert not store.replay.accept(a, 7) and store.replay.accept(a, 8)
+    assert store.replay.import_file(legacy) == 2 and store.replay.last(a) == 8  # idempotent
+    assert store.replay.import_file(tmp_path / "missing.sqlite3") == 0
+    assert store.replay.import_file(store.db.path) == 0  # its own file: nothing to take
+    store.replay.close()  # joined, not owned: the store's database stays open
+    assert store.replay.last(a) == 8
+    store.close()

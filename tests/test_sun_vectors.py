@@ -6,7 +6,7 @@ import pytest
 
 from dockgate.gateway.sun import SunSettings, SunVerifier
 from dockgate.gateway.sun._aes import FixedKeyCmac, aes_cmac
-from dockgate.gateway.sun.core import verify_message
+from dockgate.gateway.sun.core import SunMessage, verify_message
 from dockgate.gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
 from dockgate.gateway.sun.keys import make_keys
 from dockgate.gateway.sun.lrp import LrpCipher, generate_plaintexts, generate_updated_keys
@@ -27,9 +27,8 @@ def test_an12196_sun_example() -> None:
 
 def test_an12196_wrong_cmac_fails() -> None:
     keys = make_keys(meta_read_key=ZERO, file_read_key=ZERO)
-    out = verify_message(
-        keys, mode=None, picc=h("EF963FF7828658A599F3041510671E88"), cmac=h("94EED9EE65337087")
-    )
+    message = SunMessage(picc=h("EF963FF7828658A599F3041510671E88"), cmac=h("94EED9EE65337087"))
+    out = verify_message(keys, message, mode=None)
     assert out[0] == "bad_mac"
 
 
@@ -125,9 +124,8 @@ def test_lrp_sun_message() -> None:
     """NTAG 424 DNA LRP-mode SUN (sdm-backend's example, MAC window from the PICC data)."""
     keys = make_keys(meta_read_key=ZERO, file_read_key=ZERO)
     msg = "AAE1508939ECF6FF26BCE407959AB1A5EC022819A35CD293x5E3DB82C19E3865F"
-    out = verify_message(
-        keys, mode="lrp", picc=h(msg[:48]), cmac=h(msg[49:]), mac_input=msg[:49].encode()
-    )
+    message = SunMessage(picc=h(msg[:48]), cmac=h(msg[49:]), mac_input=msg[:49].encode())
+    out = verify_message(keys, message, mode="lrp")
     assert out == (None, h("042E1D222A6380"), 106, None)
 
 
@@ -139,7 +137,8 @@ def test_lrp_sun_message_with_file_data() -> None:
         "87E287E8135BFC06",
     )
     window = f"any.domain/?m={picc}x{enc}x".encode()
-    out = verify_message(keys, mode=None, picc=h(picc), enc=h(enc), cmac=h(cmac), mac_input=window)
+    message = SunMessage(picc=h(picc), enc=h(enc), cmac=h(cmac), mac_input=window)
+    out = verify_message(keys, message, mode=None)
     assert out == (None, h("042E1D222A6380"), 123, b"0102030400000000")
 
 

@@ -196,14 +196,14 @@ def test_bad_picc_data_still_computes_a_mac(
     else:
         keys, file_key = make_keys(meta_read_key=META, file_read_key=FILE), FILE
     plain = bytes([tag_byte]) + UID + b"\x05\x00\x00" + bytes(5)
-    out = core.verify_message(
-        keys, mode=mode, picc=_picc(mode, plain), cmac=bytes(8), mac_input=b"x"
-    )
+    message = core.SunMessage(picc=_picc(mode, plain), cmac=bytes(8), mac_input=b"x")
+    out = core.verify_message(keys, message, mode=mode)
     assert out == ("uid_length", None, None, None)
     assert calls == [(mode, file_key, bytes(10))]  # zero UID and counter, the tag's file key
     calls.clear()
     good = bytes([0xC7]) + UID + b"\x05\x00\x00" + bytes(5)  # same work for a decryptable one
-    out = core.verify_message(keys, mode=mode, picc=_picc(mode, good), cmac=bytes(8))
+    message = core.SunMessage(picc=_picc(mode, good), cmac=bytes(8))
+    out = core.verify_message(keys, message, mode=mode)
     assert out[0] == "bad_mac" and len(calls) == 1
 
 

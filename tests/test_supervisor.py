@@ -2,7 +2,8 @@
 
 import asyncio
 
-from dockgate.gateway.daemon.supervisor import Backoff, Supervisor
+from dockgate.gateway.backoff import Backoff
+from dockgate.gateway.daemon.supervisor import Supervisor
 
 
 async def test_failing_part_is_restarted_and_reported_while_others_run() -> None:

@@ -29,7 +29,7 @@ from dockgate.sim.services.mosquitto import Mosquitto
 from dockgate.sim.services.pcscd import PcscdService
 from dockgate.sim.simclock import ScaledClock
 from dockgate.sim.transports import VpcdCard
-from tests.system_harness import (
+from tests.support.system_harness import (
     FILE,
     META,
     Backend,

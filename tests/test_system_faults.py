@@ -33,7 +33,15 @@ from dockgate.sim.scooter import ScooterSim
 from dockgate.sim.services.mosquitto import Mosquitto
 from dockgate.sim.services.socat import SocatPty
 from dockgate.sim.transports.pn532_serial import Pn532Simulator
-from tests.system_harness import FILE, META, Backend, DaemonProcess, ReaderConf, StationConf, until
+from tests.support.system_harness import (
+    FILE,
+    META,
+    Backend,
+    DaemonProcess,
+    ReaderConf,
+    StationConf,
+    until,
+)
 
 pytestmark = pytest.mark.timeout(150)
 

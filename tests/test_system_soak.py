@@ -20,7 +20,7 @@ from dockgate.sim.device_base import Broker
 from dockgate.sim.faults import FaultPlan
 from dockgate.sim.fleet import DayPlan, FleetSim
 from dockgate.sim.services.mosquitto import Mosquitto
-from tests.system_harness import Backend, DaemonProcess, StationConf
+from tests.support.system_harness import Backend, DaemonProcess, StationConf
 
 pytestmark = pytest.mark.timeout(150)
 

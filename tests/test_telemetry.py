@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import time
 
-from dockgate.gateway.telemetry import TelemetrySink
+from dockgate.gateway.backoff import Backoff
+from dockgate.gateway.telemetry import SinkPolicy, TelemetrySink
 from dockgate.sim.services.process import free_port
 
 
 def test_points_written_and_read_back(victoria) -> None:
     now = time.time()
-    with TelemetrySink(victoria.url, batch_size=200, flush_interval=0.05) as sink:
+    with TelemetrySink(
+        victoria.url, policy=SinkPolicy(batch_size=200, flush_interval=0.05)
+    ) as sink:
         for i in range(1000):
             sink.write(
                 "scooter",
@@ -30,7 +33,7 @@ def test_points_written_and_read_back(victoria) -> None:
 
 
 def test_full_queue_drops_oldest_and_counts(victoria) -> None:
-    sink = TelemetrySink(victoria.url, max_queue=100, batch_size=1000)
+    sink = TelemetrySink(victoria.url, policy=SinkPolicy(max_queue=100, batch_size=1000))
     for i in range(250):
         sink.write("station", {"station_id": 7}, {"power_w": i}, ts=time.time())
     assert sink.depth == 100 and sink.counters.dropped == 150
@@ -43,7 +46,8 @@ def test_full_queue_drops_oldest_and_counts(victoria) -> None:
 
 def test_unreachable_server_retries_then_counts_loss() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    sink = TelemetrySink(url, batch_size=10, max_retries=2, backoff=0.01, timeout_ms=500)
+    policy = SinkPolicy(batch_size=10, max_retries=2, retry=Backoff(initial=0.01, cap=10.0))
+    sink = TelemetrySink(url, timeout_ms=500, policy=policy)
     with sink:
         for i in range(10):
             sink.write("scooter", {"vehicle_id": 1}, {"battery": i})

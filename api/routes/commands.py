@@ -11,23 +11,26 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dockgate.api.auth import READ, SYNC, require
 from dockgate.api.errors import ApiError, ok
 from dockgate.api.idempotency import HEADER
+from dockgate.api.params import Digits, Id
 from dockgate.api.ports import CommandOutcome
-from dockgate.gateway.outbox import Priority
+from dockgate.gateway.outbox import events
+from dockgate.gateway.store import JournalEntry
 
 router = APIRouter(tags=["commands"])
-Id = Annotated[int, Path(ge=1, le=2**62)]
 
 
 class VehicleCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: Literal["lock", "unlock", "max_speed"]
-    max_speed: int | None = Field(None, ge=6, le=25, description="km/h, for `max_speed`")
+    max_speed: Annotated[int | None, Digits] = Field(
+        None, ge=6, le=25, description="km/h, for `max_speed`"
+    )
 
     @model_validator(mode="after")
     def _speed_given(self) -> VehicleCommand:
@@ -41,17 +44,17 @@ class SpotCommand(BaseModel):
     command: Literal["lock", "unlock"]
 
 
-def _view(entry: dict[str, Any]) -> dict[str, Any]:
+def _view(entry: JournalEntry) -> dict[str, Any]:
     return {
-        "id": entry["id"],
-        "target_kind": entry["target_kind"],
-        "target_id": entry["target_id"],
-        "command": entry["command"],
-        "args": orjson.loads(entry["args"]),
-        "state": entry["state"],
-        "outcome": orjson.loads(entry["outcome"]) if entry["outcome"] else None,
-        "created_at": entry["created_at"],
-        "updated_at": entry["updated_at"],
+        "id": entry.id,
+        "target_kind": entry.target_kind,
+        "target_id": entry.target_id,
+        "command": entry.command,
+        "args": orjson.loads(entry.args),
+        "state": entry.state,
+        "outcome": orjson.loads(entry.outcome) if entry.outcome else None,
+        "created_at": entry.created_at,
+        "updated_at": entry.updated_at,
     }
 
 
@@ -64,19 +67,19 @@ async def run_command(
     key = request.headers.get(HEADER) or f"api:{uuid.uuid4()}"
     if not 1 <= len(key) <= 200 or not key.isprintable():
         raise ApiError(400, "Idempotency-Key must be 1..200 printable characters")
-    entry, created = store.journal_command(key, target_kind, target_id, command, args)
+    entry, created = store.commands.journal(key, target_kind, target_id, command, args)
     if not created:
-        if (entry["target_kind"], entry["target_id"], entry["command"]) != (
+        if (entry.target_kind, entry.target_id, entry.command) != (
             target_kind,
             target_id,
             command,
-        ) or orjson.loads(entry["args"]) != args:
+        ) or orjson.loads(entry.args) != args:
             raise ApiError(422, "this Idempotency-Key was used for another command")
         return ok(_view(entry))
     sender = state.command_sender
     if sender is None:  # the daemon sends journaled commands when its driver is up
         return ok(_view(entry))
-    store.mark_command(entry["id"], "sent")
+    store.commands.mark(entry.id, "sent")
     try:
         outcome = await asyncio.wait_for(
             sender.send_command(target_kind, target_id, command, args, idempotency_key=key),
@@ -88,21 +91,12 @@ async def run_command(
         outcome = CommandOutcome("failed", type(exc).__name__)
     result = {"status": outcome.status, "detail": outcome.detail, **outcome.data}
     with store.transaction():
-        store.mark_command(entry["id"], outcome.status, result)
-        outbox.append(
-            "command.outcome",
-            {
-                "command_id": entry["id"],
-                "target_kind": target_kind,
-                "target_id": target_id,
-                "command": command,
-                "args": args,
-                "outcome": result,
-            },
-            idempotency_key=f"command:{entry['id']}:outcome",
-            priority=Priority.OUTCOME,
+        store.commands.mark(entry.id, outcome.status, result)
+        outbox.publish(
+            events.ApiCommandOutcome(entry.id, target_kind, target_id, command, args, result),
+            idempotency_key=f"command:{entry.id}:outcome",
         )
-    return ok(_view(store.command(entry["id"])))
+    return ok(_view(store.commands.get(entry.id)))
 
 
 @router.post(
@@ -111,7 +105,7 @@ async def run_command(
     dependencies=[Depends(require(SYNC))],
 )
 async def vehicle_command(request: Request, id: Id, body: VehicleCommand) -> dict[str, Any]:
-    request.app.state.store.vehicle(id)
+    request.app.state.store.vehicles.get(id)
     args = {"max_speed": body.max_speed} if body.command == "max_speed" else {}
     return await run_command(request, "vehicle", id, body.command, args)
 
@@ -122,7 +116,7 @@ async def vehicle_command(request: Request, id: Id, body: VehicleCommand) -> dic
     dependencies=[Depends(require(SYNC))],
 )
 async def spot_command(request: Request, id: Id, body: SpotCommand) -> dict[str, Any]:
-    request.app.state.store.spot(id)
+    request.app.state.store.topology.spot(id)
     return await run_command(request, "spot", id, body.command, {})
 
 
@@ -132,4 +126,4 @@ async def spot_command(request: Request, id: Id, body: SpotCommand) -> dict[str,
     dependencies=[Depends(require(READ))],
 )
 async def get_command(request: Request, id: Id) -> dict[str, Any]:
-    return ok(_view(request.app.state.store.command(id)))
+    return ok(_view(request.app.state.store.commands.get(id)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,10 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from dockgate.api.auth import READ, SYNC, require
 from dockgate.api.errors import ok
 from dockgate.api.idempotency import idempotent
+from dockgate.api.params import MAX_ID, AsciiNumber, Digits
 from dockgate.gateway.outbox import Outbox, Priority
 
 router = APIRouter(tags=["events"])
 _PRIORITY_NAMES = {int(p): p.name.lower() for p in Priority}
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
 
 
 class EventWaiter:
@@ -88,9 +91,9 @@ def _page(outbox: Outbox, cursor: int, limit: int) -> tuple[list[dict[str, Any]]
 )
 async def events(
     request: Request,
-    cursor: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    wait: Annotated[float, Query(ge=0, le=30)] = 0,
+    cursor: Annotated[int, Digits, Query(ge=0, le=MAX_ID)] = 0,
+    limit: Annotated[int, Digits, Query(ge=1, le=5000)] = 500,
+    wait: Annotated[float, AsciiNumber, Query(ge=0, le=30)] = 0,
 ) -> Response:
     outbox: Outbox = request.app.state.outbox
     with request.app.state.event_waiter.subscription() as appended:
@@ -161,14 +164,14 @@ async def _stream(
 )
 async def stream(
     request: Request,
-    since: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    heartbeat: Annotated[float, Query(ge=0.05, le=60)] = 15.0,
+    since: Annotated[int, Digits, Query(ge=0, le=MAX_ID)] = 0,
+    limit: Annotated[int, Digits, Query(ge=1, le=5000)] = 500,
+    heartbeat: Annotated[float, AsciiNumber, Query(ge=0.05, le=60)] = 15.0,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     cursor = since
-    if last_event_id is not None and last_event_id.isdigit():
-        cursor = min(int(last_event_id), 2**62)
+    if last_event_id is not None and _EVENT_ID.fullmatch(last_event_id):  # else: a fresh start
+        cursor = min(int(last_event_id), MAX_ID)
     return StreamingResponse(
         _stream(request, cursor, limit, heartbeat),
         media_type="text/event-stream",
@@ -178,7 +181,9 @@ async def stream(
 
 class AckBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: int = Field(ge=0, le=2**62, description="Every event up to this cursor is safe")
+    cursor: Annotated[int, Digits] = Field(
+        ge=0, le=MAX_ID, description="Every event up to this cursor is safe"
+    )
 
 
 @router.post(

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from dockgate.api.errors import ok
+from dockgate.api.gbfs import GbfsFeeds
 
 router = APIRouter()
+# The text format ``generate_latest`` writes; prometheus_client's CONTENT_TYPE_LATEST names a
+# newer format version in recent releases, which scrapers would then negotiate for.
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FeedName = Literal[
     "gbfs",
     "system_information",
@@ -22,7 +26,8 @@ FeedName = Literal[
 
 @router.get("/gbfs/{feed}.json", tags=["gbfs"], summary="A GBFS 3.0 feed of this site")
 async def gbfs_feed(request: Request, feed: FeedName) -> dict[str, Any]:
-    return request.app.state.gbfs.feed(feed)
+    feeds: GbfsFeeds = request.app.state.gbfs
+    return feeds.feed(feed)
 
 
 @router.get("/health", tags=["operations"], summary="Liveness and queue summary")
@@ -41,7 +46,18 @@ async def health(request: Request) -> dict[str, Any]:
     return ok(body)
 
 
-@router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format, version 0.0.4",
+            "content": {METRICS_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     body = generate_latest(request.app.state.metrics.registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    return Response(body, media_type=METRICS_TYPE)

@@ -10,16 +10,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from dockgate.api.auth import READ, SYNC, require
+from dockgate.api.auth import READ, SYNC, Principal, require
 from dockgate.api.errors import ApiError, ok
 from dockgate.api.idempotency import idempotent
+from dockgate.api.params import MAX_ID, Digits, Id
 from dockgate.api.ports import PlayCheck
+from dockgate.gateway.store import Rider
 
 router = APIRouter(tags=["riders and records"])
-Id = Annotated[int, Path(ge=1, le=2**62)]
 read = [Depends(require(READ))]
 write = [Depends(require(SYNC))]
-PLAY = re.compile(r"^(\d{1,18})@([0-9A-Fa-f]{32}):([0-9A-Fa-f]{16})$")
+PLAY = re.compile(r"^([0-9]{1,18})@([0-9A-Fa-f]{32}):([0-9A-Fa-f]{16})$")
+BodyId = Annotated[int, Digits, Field(ge=1, le=MAX_ID)]
 
 
 class Strict(BaseModel):
@@ -38,13 +40,13 @@ class BlockBody(Strict):
 
 
 class ProductBody(Strict):
-    id: int | None = Field(None, ge=1, le=2**62)
+    id: BodyId | None = None
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["card", "ring", "sticker", "other"] = "card"
 
 
 class RecordBody(Strict):
-    id: int | None = Field(None, ge=1, le=2**62)
+    id: BodyId | None = None
     technology: Literal["nfc", "qrcode", "data_matrix", "aztec", "pdf417"] = "nfc"
     token_encryption: Literal["static", "aes-128"] = "static"
     key: str | None = Field(
@@ -54,11 +56,11 @@ class RecordBody(Strict):
 
 
 class PairBody(Strict):
-    user_id: int = Field(ge=1, le=2**62)
+    user_id: BodyId
 
 
 class DynamicPairBody(Strict):
-    user_id: int = Field(ge=1, le=2**62)
+    user_id: BodyId
     play: str = Field(
         max_length=60, description="`<id_record>@<picc_data>:<cmac>` read from the product"
     )
@@ -68,34 +70,36 @@ class TagKeyBody(Strict):
     key: str = Field(pattern=r"^[0-9A-Fa-f]{32}$", description="AES-128 key, hex; write-only")
 
 
-def _rider(row: dict[str, Any]) -> dict[str, Any]:
+def _rider(row: Rider) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "email": row["email"],
-        "name": row["name"],
-        "blocked": bool(row["blocked"]),
-        "block_reason": row["block_reason"],
-        "blocked_at": row["blocked_at"],
-        "credit": row["credit"],
-        "first_purchase_done": bool(row["first_purchase_done"]),
+        "id": row.id,
+        "email": row.email,
+        "name": row.name,
+        "blocked": bool(row.blocked),
+        "block_reason": row.block_reason,
+        "blocked_at": row.blocked_at,
+        "credit": row.credit,
+        "first_purchase_done": bool(row.first_purchase_done),
     }
 
 
-def _check_play(request: Request, play: str) -> tuple[int, PlayCheck]:
+def _check_play(request: Request, play: str, *, consume: bool = True) -> tuple[int, PlayCheck]:
+    """Verify a play; ``consume=False`` checks it against the replay counter without
+    advancing it (a read-only caller must not use up a scan the backend will pair with)."""
     match = PLAY.match(play)
     if match is None:
         raise ApiError(422, "a play is <id_record>@<picc_data 32 hex>:<cmac 16 hex>")
     record_id = int(match[1])
-    record = request.app.state.store.record(record_id)
-    if record["token_encryption"] != "aes-128":
+    record = request.app.state.store.records.get(record_id)
+    if record.token_encryption != "aes-128":
         raise ApiError(422, f"record {record_id} is not a dynamic (aes-128) record")
     verifier = request.app.state.play_verifier
     if verifier is None:
         raise ApiError(409, "this gateway has no SUN verifier configured")
-    check = verifier.verify_play(record_id, match[2].upper(), match[3].upper())
+    check = verifier.verify_play(record_id, match[2].upper(), match[3].upper(), consume=consume)
     if not check.valid:
         raise ApiError(403, f"play rejected: {check.reason or 'invalid'}")
-    bound = record["uid"]
+    bound = record.uid
     if bound and not hmac.compare_digest(bound.upper(), (check.uid or "").upper()):
         raise ApiError(403, "play rejected: the tag is not this record's chip")
     return record_id, check
@@ -104,37 +108,35 @@ def _check_play(request: Request, play: str) -> tuple[int, PlayCheck]:
 @router.get("/users", summary="Get riders", dependencies=read)
 async def riders(
     request: Request,
-    last_primary_key: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    page_size: Annotated[int, Query(ge=10, le=500)] = 100,
+    last_primary_key: Annotated[int, Digits, Query(ge=0, le=MAX_ID)] = 0,
+    page_size: Annotated[int, Digits, Query(ge=10, le=500)] = 100,
 ) -> dict[str, Any]:
-    rows = request.app.state.store.riders(after_id=last_primary_key, limit=page_size)
+    rows = request.app.state.store.riders.page(after_id=last_primary_key, limit=page_size)
     return ok([_rider(r) for r in rows])
 
 
 @router.get("/users/{id}", summary="Get rider", dependencies=read)
 async def rider(request: Request, id: Id) -> dict[str, Any]:
-    return ok(_rider(request.app.state.store.rider(id)))
+    return ok(_rider(request.app.state.store.riders.get(id)))
 
 
 @router.put("/users/{id}", summary="Create or update a rider", dependencies=write)
 async def put_rider(request: Request, id: Id, body: RiderBody) -> dict[str, Any]:
     store = request.app.state.store
-    store.upsert_rider(id, **body.model_dump())
-    return ok(_rider(store.rider(id)))
+    store.riders.upsert(id, **body.model_dump())
+    return ok(_rider(store.riders.get(id)))
 
 
 @router.get("/users/{id}/blocked", summary="Get blocked information", dependencies=read)
 async def blocked(request: Request, id: Id) -> dict[str, Any]:
-    r = request.app.state.store.rider(id)
-    return ok(
-        {"blocked": bool(r["blocked"]), "reason": r["block_reason"], "since": r["blocked_at"]}
-    )
+    r = request.app.state.store.riders.get(id)
+    return ok({"blocked": bool(r.blocked), "reason": r.block_reason, "since": r.blocked_at})
 
 
 @router.post("/users/{id}/block", summary="Block rider", dependencies=write)
 async def block(request: Request, id: Id, body: BlockBody) -> dict[str, Any]:
     async def handler() -> dict[str, Any]:
-        request.app.state.store.set_blocked(id, True, body.reason)
+        request.app.state.store.riders.set_blocked(id, True, body.reason)
         return ok()
 
     return await idempotent(request, body.model_dump(), handler)
@@ -143,7 +145,7 @@ async def block(request: Request, id: Id, body: BlockBody) -> dict[str, Any]:
 @router.post("/users/{id}/unblock", summary="Unblock rider", dependencies=write)
 async def unblock(request: Request, id: Id) -> dict[str, Any]:
     async def handler() -> dict[str, Any]:
-        request.app.state.store.set_blocked(id, False)
+        request.app.state.store.riders.set_blocked(id, False)
         return ok()
 
     return await idempotent(request, {"id": id}, handler)
@@ -152,40 +154,40 @@ async def unblock(request: Request, id: Id) -> dict[str, Any]:
 @router.get("/users/{id}/badges", summary="Get rider's badges (records)", dependencies=read)
 async def badges(request: Request, id: Id) -> dict[str, Any]:
     store = request.app.state.store
-    store.rider(id)
+    store.riders.get(id)
     out = []
-    for product in store.products(rider_id=id):
-        out.extend(store.records(product["id"]))
+    for product in store.products.all(rider_id=id):
+        out.extend(store.records.all(product.id))
     return ok(out)
 
 
 @router.get("/products", summary="Get products", dependencies=read)
 async def products(request: Request) -> dict[str, Any]:
-    return ok(request.app.state.store.products())
+    return ok(request.app.state.store.products.all())
 
 
 @router.post("/products", summary="Create a product (a card, a ring)", dependencies=write)
 async def create_product(request: Request, body: ProductBody) -> dict[str, Any]:
     async def handler() -> dict[str, Any]:
         store = request.app.state.store
-        if body.id is not None and store._one("SELECT 1 FROM products WHERE id=?", (body.id,)):
+        if body.id is not None and store.products.exists(body.id):
             raise ApiError(409, f"product {body.id} already exists")
-        new_id = store.create_product(body.name, body.kind, id=body.id)
-        return ok(store.product(new_id))
+        new_id = store.products.create(body.name, body.kind, id=body.id)
+        return ok(store.products.get(new_id))
 
     return await idempotent(request, body.model_dump(), handler)
 
 
 @router.get("/products/{id}", summary="Get product", dependencies=read)
 async def product(request: Request, id: Id) -> dict[str, Any]:
-    return ok(request.app.state.store.product(id))
+    return ok(request.app.state.store.products.get(id))
 
 
 @router.get("/products/{id}/records", summary="Get a product's records", dependencies=read)
 async def product_records(request: Request, id: Id) -> dict[str, Any]:
     store = request.app.state.store
-    store.product(id)
-    return ok(store.records(id))
+    store.products.get(id)
+    return ok(store.records.all(id))
 
 
 @router.post("/products/{id}/records", summary="Create a record", dependencies=write)
@@ -194,9 +196,9 @@ async def create_record(request: Request, id: Id, body: RecordBody) -> dict[str,
 
     async def handler() -> dict[str, Any]:
         store = request.app.state.store
-        if body.id is not None and store._one("SELECT 1 FROM records WHERE id=?", (body.id,)):
+        if body.id is not None and store.records.exists(body.id):
             raise ApiError(409, f"record {body.id} already exists")
-        new_id = store.create_record(
+        new_id = store.records.create(
             id,
             technology=body.technology,
             token_encryption=body.token_encryption,
@@ -204,7 +206,7 @@ async def create_record(request: Request, id: Id, body: RecordBody) -> dict[str,
             uid=body.uid,
             id=body.id,
         )
-        return ok(store.record(new_id))
+        return ok(store.records.get(new_id))
 
     return await idempotent(request, fingerprint, handler)
 
@@ -213,8 +215,8 @@ async def create_record(request: Request, id: Id, body: RecordBody) -> dict[str,
 async def pair(request: Request, id: Id, body: PairBody) -> dict[str, Any]:
     async def handler() -> dict[str, Any]:
         store = request.app.state.store
-        store.pair_product(id, body.user_id)
-        return ok(store.product(id))
+        store.products.pair(id, body.user_id)
+        return ok(store.products.get(id))
 
     return await idempotent(request, body.model_dump(), handler)
 
@@ -229,53 +231,65 @@ async def pair(request: Request, id: Id, body: PairBody) -> dict[str, Any]:
 async def pair_dynamic(request: Request, body: DynamicPairBody) -> dict[str, Any]:
     async def handler() -> dict[str, Any]:
         store = request.app.state.store
-        store.rider(body.user_id)
+        store.riders.get(body.user_id)
         record_id, check = _check_play(request, body.play)
-        record = store.record(record_id)
+        record = store.records.get(record_id)
         with store.transaction():
-            store.pair_product(record["product_id"], body.user_id)
-            store.count_scan(record_id, uid=check.uid)
-        return ok(store.product(record["product_id"]))
+            store.products.pair(record.product_id, body.user_id)
+            store.records.count_scan(record_id, uid=check.uid)
+        return ok(store.products.get(record.product_id))
 
     return await idempotent(request, body.model_dump(), handler)
 
 
 @router.post("/products/{id}/unpair", summary="Unpair a product", dependencies=write)
 async def unpair(request: Request, id: Id) -> dict[str, Any]:
-    request.app.state.store.pair_product(id, None)
+    request.app.state.store.products.pair(id, None)
     return ok()
 
 
 @router.get("/records/{id}", summary="Get record (never its key)", dependencies=read)
 async def record(request: Request, id: Id) -> dict[str, Any]:
-    return ok(request.app.state.store.record(id))
+    return ok(request.app.state.store.records.get(id))
 
 
 @router.get(
     "/play/{play}",
     summary="Dynamic play check",
     description="Verifies `<id_record>@<picc_data>:<cmac>` and returns the record, its rider "
-    "and the record's scan count (counted once per accepted scan).",
-    dependencies=read,
+    "and the record's scan count. With a `sync` token an accepted scan is used up (the tag's "
+    "counter is stored, the scan counted). With a `read` token the check is dry (`dry_run`: "
+    "true): the MAC is verified and the counter compared with the last one stored, and "
+    "nothing is written, so the backend can still pair with the same scan.",
+    responses={409: {"description": "No SUN verifier is configured"}},
 )
-async def play(request: Request, play: Annotated[str, Path(max_length=60)]) -> dict[str, Any]:
+async def play(
+    request: Request,
+    play: Annotated[str, Path(max_length=60)],
+    principal: Annotated[Principal, Depends(require(READ))],
+) -> dict[str, Any]:
     store = request.app.state.store
-    record_id, check = _check_play(request, play)
-    scans = store.count_scan(record_id, uid=check.uid)
-    rider_row = store.rider_for_record(record_id)
+    consume = SYNC in principal.scopes
+    record_id, check = _check_play(request, play, consume=consume)
+    if consume:
+        scans = store.records.count_scan(record_id, uid=check.uid)
+    else:
+        scans = store.records.get(record_id).scan_count
+    rider_row = store.riders.of_record(record_id)
     return ok(
         {
-            "record": store.record(record_id),
+            "record": store.records.get(record_id),
             "rider": _rider(rider_row) if rider_row else None,
             "scan_count": scans,
             "read_ctr": check.read_ctr,
+            "dry_run": not consume,
         }
     )
 
 
 @router.get("/tag-keys", summary="List tag key names and versions", dependencies=read)
 async def tag_keys(request: Request) -> dict[str, Any]:
-    return ok(request.app.state.store.tag_key_names())
+    return ok(request.app.state.store.tag_keys.names())
 
 
 @router.put(
@@ -288,5 +302,5 @@ async def put_tag_key(
     name: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")],
     body: TagKeyBody,
 ) -> dict[str, Any]:
-    version = request.app.state.store.set_tag_key(name, bytes.fromhex(body.key))
+    version = request.app.state.store.tag_keys.set(name, bytes.fromhex(body.key))
     return ok({"name": name, "version": version})

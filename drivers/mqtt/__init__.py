@@ -6,13 +6,11 @@ async with MqttDriver(MqttSettings(port=1883)) as driver:
     outcome = await driver.send_command(device, UnlockSpot(spot=3))
 """
 
-from dockgate.drivers.mqtt.backoff import Backoff
 from dockgate.drivers.mqtt.driver import MqttClosed, MqttDriver, MqttError
 from dockgate.drivers.mqtt.outcome import CommandOutcome, CommandStatus
 from dockgate.drivers.mqtt.settings import MqttSettings
 
 __all__ = [
-    "Backoff",
     "CommandOutcome",
     "CommandStatus",
     "MqttClosed",

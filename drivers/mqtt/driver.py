@@ -1,9 +1,9 @@
 """The gateway's MQTT v5 driver: one connection, validated inbound messages, commands.
 
-paho-mqtt runs in one network thread of ours (not aiomqtt): with validation on top, aiomqtt's
-per-message asyncio hand-off halves the ingest rate (platform.md: paho 42k msg/s vs aiomqtt
-20k at QoS 1), while here the network thread validates and appends to a bounded deque and
-wakes the event loop only when the consumer is idle. bench/mqtt.py measures it.
+paho-mqtt runs in one network thread of ours; this driver does not use aiomqtt, which hands
+every message to the event loop on its own. Here the network thread validates each message,
+appends it to a bounded deque and wakes the event loop once per burst, only when the consumer
+waits. ``bench/mqtt.py`` measures the ingest rate beside a raw paho subscriber.
 
     async with MqttDriver(settings) as driver:
         async for msg in driver.messages():
@@ -24,22 +24,26 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import paho.mqtt.client as paho
+from paho.mqtt.client import ConnectFlags, DisconnectFlags
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from dockgate.drivers.mqtt._props import (
     PackedProperties,
     pack_publish_properties,
     pack_response_topic,
 )
-from dockgate.drivers.mqtt.backoff import Backoff
+from dockgate.drivers.mqtt.acks import AckLedger
 from dockgate.drivers.mqtt.outcome import CommandOutcome, CommandStatus
+from dockgate.drivers.mqtt.paho_compat import close_sockets, new_properties, raw_topic
 from dockgate.drivers.mqtt.settings import MqttSettings
-from dockgate.drivers.mqtt.stats import DriverStats
+from dockgate.drivers.mqtt.stats import DriverStats, LatencyHistogram
+from dockgate.gateway.backoff import Backoff
 from dockgate.gateway.protocol import (
     COMMAND_KIND,
     PHYSICAL_COMMANDS,
@@ -58,12 +62,21 @@ from dockgate.gateway.protocol import (
     subscriptions,
 )
 
+if TYPE_CHECKING:
+    from paho.mqtt.client import SocketLike  # a typing-only protocol in paho
+
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _BURST_GAP = 0.0005  # s: a pause this long ends a burst of inbound messages
 _WAKE_BATCH = 512  # wake the consumer at least every this many queued messages
 _TICK = 0.005  # s: command deadlines are rounded up to this, so timeouts expire together
+_SESSION_TAKEN_OVER = 0x8E  # MQTT v5 DISCONNECT reason: another connection took the id
 _TOPIC_CACHE = 65_536  # devices whose command topic and reply property are kept packed
+# What asyncio's event loop adds to ``time()`` to decide that a timer is due (it reads the
+# same clock information into a private attribute).
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
 class MqttError(Exception):
@@ -94,7 +107,18 @@ class _Pending:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _settle(fut: asyncio.Future[Any], value: Any) -> None:
+def reconnect_backoff(settings: MqttSettings) -> Backoff:
+    """Between reconnects: "full jitter" between ``reconnect_min`` and a doubling ceiling
+    capped at ``reconnect_max``, so a restarted broker does not see every gateway come back
+    in the same millisecond."""
+    return Backoff(
+        initial=settings.reconnect_min,
+        cap=max(settings.reconnect_max, settings.reconnect_min),
+        full_jitter=True,
+    )
+
+
+def _settle(fut: asyncio.Future[T], value: T) -> None:
     if not fut.done():
         fut.set_result(value)
 
@@ -105,7 +129,10 @@ class MqttDriver:
     def __init__(self, settings: MqttSettings) -> None:
         self.settings = settings
         self.stats = DriverStats()
-        self._queue: deque[DeviceMessage] = deque()
+        # accepted messages with their ledger sequence number (0: QoS 0, nothing to ack)
+        self._queue: deque[tuple[int, DeviceMessage]] = deque()
+        self._acks = AckLedger(self._send_puback)
+        self._handed_out = 0  # ledger sequence of the last message get_batch returned
         self._cond = threading.Condition()
         self._waiter: asyncio.Future[None] | None = None
         self._wake_due = 0.0  # monotonic time a consumer wake-up became due, 0: none
@@ -124,7 +151,7 @@ class MqttDriver:
         self._ready = threading.Event()
         self._closed = False
         self._sub_mid: int | None = None
-        self._backoff = Backoff(settings.reconnect_min, settings.reconnect_max)
+        self._reconnects = reconnect_backoff(settings).series()
         self._reject_logged: dict[str, int] = {}
         self._client = self._make_client()
 
@@ -137,6 +164,7 @@ class MqttDriver:
             client_id=s.client_id,
             protocol=paho.MQTTv5,
             reconnect_on_failure=False,
+            manual_ack=True,  # PUBACK only once the effect is committed (AckLedger)
         )
         if s.username is not None:
             pw = s.password.get_secret_value() if s.password is not None else None
@@ -197,7 +225,7 @@ class MqttDriver:
     # --- network thread -----------------------------------------------------------------
 
     def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)
+        props = new_properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.session_expiry
         props.ReceiveMaximum = 65535
         return props
@@ -207,6 +235,7 @@ class MqttDriver:
         s = self.settings
         client = self._client
         while not self._stopping.is_set():
+            self._acks.forget()  # packet ids of the last connection mean nothing on the next
             try:
                 client.connect(
                     s.host,
@@ -218,7 +247,7 @@ class MqttDriver:
             except (OSError, ValueError) as exc:
                 self.stats.connect_failures += 1
                 self.stats.last_error = f"connect: {type(exc).__name__}: {exc}"[:200]
-                self._stopping.wait(self._backoff.next_delay())
+                self._stopping.wait(self._reconnects.next_delay())
                 continue
             rc = MQTTErrorCode.MQTT_ERR_SUCCESS
             stats = self.stats
@@ -241,10 +270,10 @@ class MqttDriver:
                             break
                 break
             self._mark_down(f"loop: {paho.error_string(rc)}")
-            self._stopping.wait(self._backoff.next_delay())
+            self._stopping.wait(self._reconnects.next_delay())
         try:
             client.loop_stop()
-            client._reset_sockets()  # close the socket and socket pair
+            close_sockets(client)
         except Exception:
             pass
 
@@ -257,27 +286,53 @@ class MqttDriver:
         self._ready.clear()
         self.stats.last_error = why[:200]
 
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _on_socket_open(self, client: paho.Client, userdata: object, sock: SocketLike) -> None:
+        if isinstance(sock, socket.socket):  # TCP or TLS (an SSLSocket is a socket)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: ConnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
     ) -> None:
         if rc.is_failure:
             self.stats.connect_failures += 1
             self.stats.last_error = f"connack: {rc}"
             log.warning("mqtt: broker refused the connection: %s", rc)
             return
+        if self.stats.connects and not flags.session_present and self.settings.session_expiry:
+            self._session_lost()
         self.stats.connected = True
         self.stats.connects += 1
-        self._backoff.reset()
+        self._reconnects.reset()
         topics = [(t, 1) for t in subscriptions(self.settings.network)]
         _, self._sub_mid = client.subscribe(topics)
         log.info("mqtt: connected (session present: %s)", flags.session_present)
 
+    def _session_lost(self) -> None:
+        """Our persistent session is gone: what the broker held for us may be lost.
+
+        Mosquitto 2.0 closes a taken-over connection without a reason code, so this is where
+        a takeover by a client that started clean shows: the reconnect finds no session.
+        """
+        self.stats.sessions_lost += 1
+        log.error(
+            "mqtt: ALARM the broker had no session for the gateway on reconnect: another "
+            "client took its client id over, or the broker lost its state; messages queued "
+            "for the gateway may be lost (check the broker's accounts and persistence)"
+        )
+
     def _on_subscribe(
-        self, client: paho.Client, userdata: Any, mid: int, rcs: Any, props: Any
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        rcs: list[ReasonCode],
+        props: Properties | None,
     ) -> None:
         if mid != self._sub_mid:
             return
@@ -289,11 +344,22 @@ class MqttDriver:
         self._ready.set()
 
     def _on_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, rc: Any, props: Any
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: DisconnectFlags,
+        rc: ReasonCode,
+        props: Properties | None,
     ) -> None:
+        if rc.value == _SESSION_TAKEN_OVER:
+            self.stats.takeovers += 1
+            log.error(
+                "mqtt: ALARM another client connected with the gateway's client id and took "
+                "its session over; check the broker's accounts (use_username_as_clientid)"
+            )
         self._mark_down(f"disconnect: {rc}")
 
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         """Validate one inbound message (network thread); never raises into paho."""
         stats = self.stats
         stats.received += 1
@@ -314,14 +380,25 @@ class MqttDriver:
             return
         stats.accepted += 1
         if dm.channel is Channel.REPLY:
-            corr = getattr(msg.properties, "CorrelationData", None)
-            if corr is not None and corr != dm.payload.cmd_id.encode():
-                self._reject("bad-correlation", msg, "correlation data differs from cmd_id")
-                return
-            loop = self._loop
-            if loop is not None:
-                loop.call_soon_threadsafe(self._on_reply, dm)
+            self._take_reply(msg, dm)
             return
+        seq = self._acks.arrive(msg.mid, settled=False) if msg.qos else 0
+        self._enqueue(seq, dm)
+
+    def _take_reply(self, msg: paho.MQTTMessage, dm: DeviceMessage) -> None:
+        """Hand a command reply to the event loop; it is acknowledged on arrival."""
+        corr = getattr(msg.properties, "CorrelationData", None)
+        if corr is not None and corr != dm.payload.cmd_id.encode():
+            self._reject("bad-correlation", msg, "correlation data differs from cmd_id")
+            return
+        if msg.qos:
+            self._acks.arrive(msg.mid, settled=True)
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._on_reply, dm)
+
+    def _enqueue(self, seq: int, dm: DeviceMessage) -> None:
+        stats = self.stats
         cond = self._cond
         with cond:
             if len(self._queue) >= self.settings.queue_size:
@@ -332,16 +409,26 @@ class MqttDriver:
                     if self._stopping.is_set():
                         return
                     cond.wait(0.5)
-            self._queue.append(dm)
+            self._queue.append((seq, dm))
             if self._waiter is not None and not self._wake_due:
                 self._wake_due = time.monotonic()
 
     def _reject(self, code: str, msg: paho.MQTTMessage, detail: str) -> None:
+        """Count and log a refused message, then let it be acknowledged: it is done with."""
+        self._log_refusal(code, msg, detail)
+        if msg.qos:
+            self._acks.arrive(msg.mid, settled=True)
+
+    def _send_puback(self, mid: int) -> None:
+        """Queue one PUBACK; paho's network thread writes it (see ``_make_client``)."""
+        self._client.ack(mid, 1)
+
+    def _log_refusal(self, code: str, msg: paho.MQTTMessage, detail: str) -> None:
         self.stats.rejected[code] += 1
         n = self._reject_logged.get(code, 0) + 1
         self._reject_logged[code] = n
         if n <= 10 or n % 1000 == 0:
-            topic = msg._topic[:120]  # bytes; repr() keeps hostile text inert in logs
+            topic = raw_topic(msg)[:120]  # bytes; repr() keeps hostile text inert in logs
             log.warning(
                 "mqtt: rejected message on %r (%d bytes): %s: %s [%d so far]",
                 topic,
@@ -361,25 +448,39 @@ class MqttDriver:
             self._loop.call_soon_threadsafe(_settle, waiter, None)
 
     async def get_batch(self, max_items: int = 1024) -> list[DeviceMessage]:
-        """Wait for at least one message; return up to ``max_items`` at once."""
+        """Wait for at least one message; return up to ``max_items`` at once.
+
+        The broker keeps every message returned here until :meth:`acknowledge_delivered`
+        says its effect is committed: call it after each batch's transaction.
+        """
         while True:
             with self._cond:
                 q = self._queue
                 if q:
                     n = min(len(q), max_items)
                     full = len(q) >= self.settings.queue_size
-                    batch = [q.popleft() for _ in range(n)]
+                    entries = [q.popleft() for _ in range(n)]
                     if full:
                         self._cond.notify_all()
-                    return batch
+                    last = max(seq for seq, _ in entries)
+                    self._handed_out = max(self._handed_out, last)
+                    return [dm for _, dm in entries]
                 if self._closed:
                     raise MqttClosed("driver closed")
                 waiter = self._loop.create_future()  # type: ignore[union-attr]
                 self._waiter = waiter
             await waiter
 
+    def acknowledge_delivered(self) -> None:
+        """Every message :meth:`get_batch` returned so far is committed: release its PUBACK."""
+        self._acks.commit_through(self._handed_out)
+
     async def messages(self) -> AsyncIterator[DeviceMessage]:
-        """Every accepted device message (replies excepted), until the driver closes."""
+        """Every accepted device message (replies excepted), until the driver closes.
+
+        A batch is acknowledged when the consumer asks for the message after its last one,
+        i.e. once the consumer's loop body has run for each of them.
+        """
         while True:
             try:
                 batch = await self.get_batch()
@@ -387,10 +488,11 @@ class MqttDriver:
                 return
             for m in batch:
                 yield m
+            self.acknowledge_delivered()
 
     def status(self) -> dict[str, Any]:
         """Counters for /health and /metrics."""
-        return self.stats.snapshot(len(self._queue), len(self._pending))
+        return self.stats.snapshot(len(self._queue), len(self._pending), self._acks.open)
 
     @property
     def connected(self) -> bool:
@@ -467,7 +569,7 @@ class MqttDriver:
         if loop is None:
             return
         heap = self._deadlines
-        now = loop.time() + loop._clock_resolution  # as the loop itself counts a timer due
+        now = loop.time() + _CLOCK_RESOLUTION  # as the loop itself counts a timer due
         while heap and heap[0][0] <= now:
             _settle(heapq.heappop(heap)[2], False)
         # Waits already answered leave their entries behind: drop them at the front.
@@ -535,50 +637,21 @@ class MqttDriver:
         pending = _Pending(device, command.cmd, time.perf_counter())
         self._pending[command.cmd_id] = pending
         self.stats.commands_sent += 1
-        attempts = 0
-        payload = encode(command)  # the same bytes for every retry
         try:
-            ack: Ack | None = None
-            for attempt in range(retries + 1):
-                if attempt:
-                    self.stats.command_retries += 1
-                if now_ms() > command.expires_at:
-                    break
-                attempts += 1
-                self._publish_command(device, command, command.expires_at, payload)
-                if await self._wait_reply(pending, "ack", timeout):
-                    ack = pending.ack
-                    break
+            ack, attempts = await self._send_until_acked(pending, command, timeout, retries)
             ack_ms = (time.perf_counter() - pending.first_sent) * 1000 if ack else None
-            if ack is None:
-                status = CommandStatus.NO_ACK if attempts else CommandStatus.EXPIRED
-            elif ack.status is AckStatus.REJECTED:
-                status = CommandStatus.REJECTED
-            elif ack.status is AckStatus.EXPIRED:
-                status = CommandStatus.EXPIRED
-            else:
-                status = CommandStatus.ACCEPTED
-            outcome: Outcome | None = None
-            outcome_ms = None
+            status = _ack_status(ack, attempts)
+            outcome, outcome_ms = pending.outcome, None
             if (
                 status is CommandStatus.ACCEPTED
                 and wait_outcome
                 and command.cmd in PHYSICAL_COMMANDS
             ):
                 wait = s.outcome_timeout if outcome_timeout is None else outcome_timeout
-                if await self._wait_reply(pending, "outcome", wait):
-                    outcome = pending.outcome
-                    assert outcome is not None
-                    outcome_ms = (time.perf_counter() - pending.first_sent) * 1000
-                    ok = outcome.status is OutcomeStatus.DONE
-                    status = CommandStatus.DONE if ok else CommandStatus.FAILED
-                else:
-                    status = CommandStatus.NO_OUTCOME
-            elif pending.outcome is not None:
-                outcome = pending.outcome
+                status, outcome, outcome_ms = await self._await_outcome(pending, wait)
         finally:
             self._pending.pop(command.cmd_id, None)
-        self.stats.outcomes[status.value] += 1
+        self._count_result(command.cmd, status, ack_ms)
         return CommandOutcome(
             cmd_id=command.cmd_id,
             cmd=command.cmd,
@@ -590,3 +663,54 @@ class MqttDriver:
             ack_ms=ack_ms,
             outcome_ms=outcome_ms,
         )
+
+    def _count_result(self, cmd: str, status: CommandStatus, ack_ms: float | None) -> None:
+        stats = self.stats
+        stats.outcomes[status.value] += 1
+        stats.results[cmd, status.value] += 1
+        if ack_ms is not None:
+            histogram = stats.ack_latency.get(cmd)
+            if histogram is None:
+                histogram = stats.ack_latency[cmd] = LatencyHistogram()
+            histogram.observe(ack_ms / 1000)
+
+    async def _send_until_acked(
+        self, pending: _Pending, command: Command, timeout: float, retries: int
+    ) -> tuple[Ack | None, int]:
+        """Publish ``command`` (the same bytes each time) until it is acked, the retries are
+        spent or it expires: the ack, if any, and how many times it went out."""
+        payload = encode(command)
+        attempts = 0
+        for attempt in range(retries + 1):
+            if attempt:
+                self.stats.command_retries += 1
+            if now_ms() > command.expires_at:
+                break
+            attempts += 1
+            self._publish_command(pending.device, command, command.expires_at, payload)
+            if await self._wait_reply(pending, "ack", timeout):
+                return pending.ack, attempts
+        return None, attempts
+
+    async def _await_outcome(
+        self, pending: _Pending, wait: float
+    ) -> tuple[CommandStatus, Outcome | None, float | None]:
+        """Wait ``wait`` seconds for the physical outcome of an accepted command."""
+        if not await self._wait_reply(pending, "outcome", wait):
+            return CommandStatus.NO_OUTCOME, None, None
+        outcome = pending.outcome
+        assert outcome is not None
+        outcome_ms = (time.perf_counter() - pending.first_sent) * 1000
+        ok = outcome.status is OutcomeStatus.DONE
+        return (CommandStatus.DONE if ok else CommandStatus.FAILED), outcome, outcome_ms
+
+
+def _ack_status(ack: Ack | None, attempts: int) -> CommandStatus:
+    """A command's status from its ack: none (never sent: expired), or what the ack says."""
+    if ack is None:
+        return CommandStatus.NO_ACK if attempts else CommandStatus.EXPIRED
+    if ack.status is AckStatus.REJECTED:
+        return CommandStatus.REJECTED
+    if ack.status is AckStatus.EXPIRED:
+        return CommandStatus.EXPIRED
+    return CommandStatus.ACCEPTED

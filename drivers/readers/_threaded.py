@@ -14,7 +14,11 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from dockgate.drivers.readers.base import ReaderDriver, ReaderState, ReaderStatus, TapEvent
+from dockgate.gateway.backoff import Backoff
+from dockgate.gateway.readers import ReaderDriver, ReaderState, ReaderStatus, TapEvent
+
+# Reopen after 0.1 s, then 0.2, 0.4 ... up to 2 s.
+RECONNECT = Backoff(initial=0.1, cap=2.0)
 
 
 class ThreadedReader(ReaderDriver):
@@ -22,15 +26,13 @@ class ThreadedReader(ReaderDriver):
 
     ``_run`` loops until ``self._stop`` is set; it reports with ``_emit`` (a tap), ``_fail``
     (reader down or in error), ``_count`` (a named counter), ``_up`` (reader connected) and
-    waits between reconnects with ``_backoff``.
+    waits between reconnects with ``_backoff``; ``_reconnects.reset()`` after a success.
+    ``reconnect`` is the wait between reopening attempts (one local device: no jitter).
     """
 
-    def __init__(
-        self, reader_id: str, *, reconnect_delay: float = 0.1, max_reconnect_delay: float = 2.0
-    ) -> None:
+    def __init__(self, reader_id: str, *, reconnect: Backoff = RECONNECT) -> None:
         self.reader_id = reader_id
-        self.reconnect_delay = reconnect_delay
-        self.max_reconnect_delay = max_reconnect_delay
+        self._reconnects = reconnect.series()
         self._status = ReaderStatus(reader=reader_id, driver=self.name)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,10 +85,9 @@ class ThreadedReader(ReaderDriver):
         self._opened += 1
         self._status.state = "up"
 
-    def _backoff(self, delay: float) -> float:
-        """Wait ``delay`` (or until closed); the next, doubled delay up to the maximum."""
-        self._stop.wait(delay)
-        return min(delay * 2, self.max_reconnect_delay)
+    def _backoff(self) -> None:
+        """Wait the current reconnect delay (or until closed); the next wait is longer."""
+        self._stop.wait(self._reconnects.next_delay())
 
     def _emit(self, event: TapEvent) -> None:
         if event.error is None:

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dockgate.drivers.readers import ndef_type4
-from dockgate.drivers.readers._threaded import ThreadedReader
-from dockgate.drivers.readers.base import TapEvent
+from dockgate.drivers.readers._threaded import RECONNECT, ThreadedReader
+from dockgate.gateway.backoff import Backoff
+from dockgate.gateway.readers import TapEvent
+
+if TYPE_CHECKING:
+    import nfc
+    import nfc.tag
+    import nfc.tag.tt4
 
 
 class NfcpyReader(ThreadedReader):
@@ -36,15 +42,10 @@ class NfcpyReader(ThreadedReader):
         reader_id: str | None = None,
         poll_interval: float = 0.02,
         presence_interval: float = 0.02,
-        reconnect_delay: float = 0.1,
-        max_reconnect_delay: float = 2.0,
+        reconnect: Backoff = RECONNECT,
         max_le: int = 256,
     ) -> None:
-        super().__init__(
-            reader_id or f"nfcpy:{path}",
-            reconnect_delay=reconnect_delay,
-            max_reconnect_delay=max_reconnect_delay,
-        )
+        super().__init__(reader_id or f"nfcpy:{path}", reconnect=reconnect)
         self.path = path
         self.poll_interval = poll_interval
         self.presence_interval = presence_interval
@@ -55,20 +56,19 @@ class NfcpyReader(ThreadedReader):
     def _run(self) -> None:
         import nfc  # heavy: only in the worker
 
-        delay = self.reconnect_delay
         while not self._stop.is_set():
             try:
                 clf = nfc.ContactlessFrontend(self.path)
             except OSError as exc:
                 self._fail("down", f"open failed: {type(exc).__name__}")
-                delay = self._backoff(delay)
+                self._backoff()
                 continue
             self.device_name = str(clf)
             self._up()
             try:
                 while not self._stop.is_set():
                     if self._poll(clf):
-                        delay = self.reconnect_delay
+                        self._reconnects.reset()
             except OSError as exc:  # device unplugged, UDP peer gone (ECONNREFUSED), ...
                 self._fail("down", f"reader lost: {type(exc).__name__}")
             except Exception as exc:  # nfcpy bugs on odd frames must not kill the watch
@@ -76,9 +76,9 @@ class NfcpyReader(ThreadedReader):
             finally:
                 with contextlib.suppress(Exception):
                     clf.close()
-            delay = self._backoff(delay)
+            self._backoff()
 
-    def _poll(self, clf: Any) -> bool:
+    def _poll(self, clf: nfc.ContactlessFrontend) -> bool:
         """One sense; read and report a tag if there is one. True when the radio answered."""
         import nfc
         import nfc.clf
@@ -130,13 +130,13 @@ class NfcpyReader(ThreadedReader):
             self._wait_removal(tag)
         return True
 
-    def _wait_removal(self, tag: Any) -> None:
+    def _wait_removal(self, tag: nfc.tag.Tag) -> None:
         """nfcpy's presence check (R(NAK) for ISO-DEP) until the tag leaves the field."""
         while not self._stop.is_set() and tag.is_present:
             self._stop.wait(self.presence_interval)
 
 
-def _transceiver(tag: Any) -> ndef_type4.Transceive:
+def _transceiver(tag: nfc.tag.tt4.Type4Tag) -> ndef_type4.Transceive:
     """nfcpy's ISO-DEP exchange as a ``transceive``; a silent tag becomes ``CardRemovedError``."""
     import nfc.clf
     import nfc.tag

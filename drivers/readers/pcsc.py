@@ -14,9 +14,10 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 
-from dockgate.drivers.readers.base import ReaderDriver, ReaderStatus, TapEvent
-from dockgate.drivers.readers.ndef_type4 import CardRemovedError, read_ndef_url
+from dockgate.drivers.readers.ndef_type4 import CardRemovedError, Transceive, read_ndef_url
+from dockgate.gateway.readers import ReaderDriver, ReaderState, ReaderStatus, TapEvent
 
 PNP_READER = "\\\\?PnP?\\Notification"
 _SCARD_PRESENT = 0x0004  # SCardStatus state bit (pcsclite.h), not exported by pyscard
@@ -84,10 +85,7 @@ class PcscDriver(ReaderDriver):
             yield event
 
     def status(self) -> list[ReaderStatus]:
-        return [
-            ReaderStatus(**{**_as_dict(s), "counters": dict(s.counters)})
-            for s in list(self._status.values())
-        ]
+        return [replace(s, counters=dict(s.counters)) for s in list(self._status.values())]
 
     # -- watch thread ----------------------------------------------------------------------
     def _wanted(self, reader: str) -> bool:
@@ -103,24 +101,30 @@ class PcscDriver(ReaderDriver):
     def _run(self) -> None:
         from smartcard import scard
 
+        while not self._stop.is_set():
+            hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if hresult != scard.SCARD_S_SUCCESS:
+                self._all_down(f"no PC/SC service: {scard.SCardGetErrorMessage(hresult)}")
+                self._stop.wait(self._retry)
+                continue
+            with self._ctx_lock:
+                self._ctx = ctx
+            self._watch(ctx)
+        self._drop_context(None)
+
+    def _watch(self, ctx: int) -> None:
+        """Wait for reader events in ``ctx`` until the driver closes or the context dies
+        (then it is dropped already, and :meth:`_run` establishes a new one)."""
+        from smartcard import scard
+
         states: dict[str, int] = {}
         listed_at = 0.0
         while not self._stop.is_set():
-            if self._ctx is None:
-                hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-                if hresult != scard.SCARD_S_SUCCESS:
-                    self._all_down(f"no PC/SC service: {scard.SCardGetErrorMessage(hresult)}")
-                    self._stop.wait(self._retry)
-                    continue
-                with self._ctx_lock:
-                    self._ctx = ctx
-                states, listed_at = {}, 0.0
             if time.monotonic() - listed_at > self._rescan or not states:
-                if not self._relist(states):
-                    continue
+                if not self._relist(ctx, states):
+                    return
                 listed_at = time.monotonic()
-            watch = [(r, s) for r, s in states.items()]
-            hresult, changes = scard.SCardGetStatusChange(self._ctx, self._poll_ms, watch)
+            hresult, changes = scard.SCardGetStatusChange(ctx, self._poll_ms, list(states.items()))
             if hresult in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
                 continue
             if hresult == scard.SCARD_E_UNKNOWN_READER:
@@ -128,27 +132,37 @@ class PcscDriver(ReaderDriver):
                 continue
             if hresult != scard.SCARD_S_SUCCESS:
                 self._drop_context(scard.SCardGetErrorMessage(hresult))
-                continue
-            for reader, event, _atr in changes:
-                before = states.get(reader, 0)
-                states[reader] = event & ~scard.SCARD_STATE_CHANGED
-                if reader == PNP_READER:
-                    if event & scard.SCARD_STATE_CHANGED:
-                        listed_at = 0.0
-                    continue
-                if event & (scard.SCARD_STATE_UNAVAILABLE | scard.SCARD_STATE_UNKNOWN):
-                    self._mark(reader, "down", "reader unavailable")
-                    listed_at = 0.0
-                    continue
-                if _new_card(before, event):
-                    self._read(reader, time.monotonic(), time.time())
-        self._drop_context(None)
+                return
+            if self._on_changes(ctx, states, changes):
+                listed_at = 0.0
 
-    def _relist(self, states: dict[str, int]) -> bool:
+    def _on_changes(
+        self, ctx: int, states: dict[str, int], changes: list[tuple[str, int, list[int]]]
+    ) -> bool:
+        """Note each reader's new state and read newly presented cards; True when the
+        reader list must be refreshed (a reader came, went or became unavailable)."""
+        from smartcard import scard
+
+        relist = False
+        for reader, event, _atr in changes:
+            before = states.get(reader, 0)
+            states[reader] = event & ~scard.SCARD_STATE_CHANGED
+            if reader == PNP_READER:
+                relist = relist or bool(event & scard.SCARD_STATE_CHANGED)
+                continue
+            if event & (scard.SCARD_STATE_UNAVAILABLE | scard.SCARD_STATE_UNKNOWN):
+                self._mark(reader, "down", "reader unavailable")
+                relist = True
+                continue
+            if _new_card(before, event):
+                self._read(ctx, reader, time.monotonic(), time.time())
+        return relist
+
+    def _relist(self, ctx: int, states: dict[str, int]) -> bool:
         """Refresh the watched readers; False when the context died (dropped already)."""
         from smartcard import scard
 
-        hresult, names = scard.SCardListReaders(self._ctx, [])
+        hresult, names = scard.SCardListReaders(ctx, [])
         if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
             names = []
         elif hresult != scard.SCARD_S_SUCCESS:
@@ -182,23 +196,23 @@ class PcscDriver(ReaderDriver):
             if status.state == "up":
                 self._mark(name, "down", reason)
 
-    def _mark(self, reader: str, state: str, reason: str | None) -> None:
+    def _mark(self, reader: str, state: ReaderState, reason: str | None) -> None:
         status = self._status.get(reader)
         if status is None:
             status = self._status[reader] = ReaderStatus(reader=reader, driver=self.name)
         elif state == "up" and status.state != "up":
             status.reconnects += 1
-        status.state = state  # type: ignore[assignment]
+        status.state = state
         if reason is not None:
             status.last_error = reason
 
     # -- one tap ---------------------------------------------------------------------------
-    def _read(self, reader: str, presented_at: float, wall: float) -> None:
+    def _read(self, ctx: int, reader: str, presented_at: float, wall: float) -> None:
         from smartcard import scard
 
         status = self._status.setdefault(reader, ReaderStatus(reader=reader, driver=self.name))
         hresult, card, protocol = scard.SCardConnect(
-            self._ctx,
+            ctx,
             reader,
             scard.SCARD_SHARE_SHARED,
             scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
@@ -210,13 +224,14 @@ class PcscDriver(ReaderDriver):
                 TapEvent(reader, None, None, presented_at, time.monotonic(), wall, error=error),
             )
             return
-        spent = [0.0, 0]
+        seconds, apdus = 0.0, 0
 
         def transceive(apdu: bytes) -> bytes:
+            nonlocal seconds, apdus
             start = time.perf_counter()
             hres, response = scard.SCardTransmit(card, protocol, list(apdu))
-            spent[0] += time.perf_counter() - start
-            spent[1] += 1
+            seconds += time.perf_counter() - start
+            apdus += 1
             if hres != scard.SCARD_S_SUCCESS:
                 if hres in _REMOVED_CODES() or _card_gone(card):
                     raise CardRemovedError(scard.SCardGetErrorMessage(hres))
@@ -228,11 +243,7 @@ class PcscDriver(ReaderDriver):
             return bytes(response)
 
         try:
-            uid = None
-            with contextlib.suppress(PcscError, CardRemovedError):
-                answer = transceive(GET_UID)
-                if answer[-2:] == b"\x90\x00" and 4 <= len(answer) - 2 <= 10:
-                    uid = answer[:-2]
+            uid = _read_uid(transceive)
             result = read_ndef_url(transceive)
         finally:
             scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
@@ -243,8 +254,8 @@ class PcscDriver(ReaderDriver):
             presented_at=presented_at,
             read_at=time.monotonic(),
             wall_time=wall,
-            stack_seconds=spent[0],
-            apdus=spent[1],
+            stack_seconds=seconds,
+            apdus=apdus,
             error=result.error,
         )
         self._emit(status, event)
@@ -258,6 +269,15 @@ class PcscDriver(ReaderDriver):
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed under us
                 self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+
+def _read_uid(transceive: Transceive) -> bytes | None:
+    """The card's UID from the reader (FF CA), or None when the reader or card declines."""
+    with contextlib.suppress(PcscError, CardRemovedError):
+        answer = transceive(GET_UID)
+        if answer[-2:] == b"\x90\x00" and 4 <= len(answer) - 2 <= 10:
+            return answer[:-2]
+    return None
 
 
 def _new_card(before: int, event: int) -> bool:
@@ -291,10 +311,6 @@ def _REMOVED_CODES() -> tuple[int, ...]:
         scard.SCARD_W_RESET_CARD,
         scard.SCARD_E_NOT_TRANSACTED,
     )
-
-
-def _as_dict(status: ReaderStatus) -> dict[str, object]:
-    return {f: getattr(status, f) for f in ReaderStatus.__dataclass_fields__}
 
 
 __all__ = ["PcscDriver", "PcscError", "pcsc_reader_names"]

@@ -13,14 +13,15 @@ import contextlib
 import select
 import time
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import serial
 
 from dockgate.drivers.readers import ndef_type4
 from dockgate.drivers.readers import pn532_frames as pf
-from dockgate.drivers.readers._threaded import ThreadedReader
-from dockgate.drivers.readers.base import ReaderError, ReaderStatus, TapEvent
+from dockgate.drivers.readers._threaded import RECONNECT, ThreadedReader
+from dockgate.gateway.backoff import Backoff
+from dockgate.gateway.readers import ReaderError, ReaderStatus, TapEvent
 
 LINE_ERRORS = (OSError, serial.SerialException, TypeError)  # pyserial raises TypeError on a
 # port closed under it
@@ -161,6 +162,14 @@ def parse_target(answer: bytes) -> tuple[bytes, int, bytes, bytes]:
     return sens_res, sel_res, uid, ats
 
 
+@dataclass(frozen=True, slots=True)
+class LinkTimeouts:
+    """How long a :class:`Pn532Link` waits for the chip's ACK and then for its answer."""
+
+    ack: float = 0.2
+    answer: float = 1.0
+
+
 class Pn532Reader(ThreadedReader):
     """``async with Pn532Reader("/dev/ttyUSB0") as r: async for tap in r.taps(): ...``."""
 
@@ -174,23 +183,16 @@ class Pn532Reader(ThreadedReader):
         baudrate: int = 115200,
         passive_retries: int = 0x20,
         presence_interval: float = 0.02,
-        reconnect_delay: float = 0.1,
-        max_reconnect_delay: float = 2.0,
-        ack_timeout: float = 0.2,
-        answer_timeout: float = 1.0,
+        reconnect: Backoff = RECONNECT,
+        timeouts: LinkTimeouts = LinkTimeouts(),
         max_le: int = 256,
     ) -> None:
-        super().__init__(
-            reader_id or f"pn532:{port}",
-            reconnect_delay=reconnect_delay,
-            max_reconnect_delay=max_reconnect_delay,
-        )
+        super().__init__(reader_id or f"pn532:{port}", reconnect=reconnect)
         self.port = port
         self.baudrate = baudrate
         self.passive_retries = passive_retries
         self.presence_interval = presence_interval
-        self.ack_timeout = ack_timeout
-        self.answer_timeout = answer_timeout
+        self.timeouts = timeouts
         self.max_le = max_le
         self.firmware: bytes | None = None
         self._line_totals: dict[str, int] = {}  # from links closed by reconnects
@@ -206,20 +208,21 @@ class Pn532Reader(ThreadedReader):
 
     # -- worker thread --------------------------------------------------------------------
     def _run(self) -> None:
-        delay = self.reconnect_delay
         while not self._stop.is_set():
             try:
                 port = serial.Serial(self.port, self.baudrate, timeout=0, exclusive=True)
             except LINE_ERRORS as exc:
                 self._fail("down", f"open failed: {type(exc).__name__}")
-                delay = self._backoff(delay)
+                self._backoff()
                 continue
-            link = Pn532Link(port, ack_timeout=self.ack_timeout, answer_timeout=self.answer_timeout)
+            link = Pn532Link(
+                port, ack_timeout=self.timeouts.ack, answer_timeout=self.timeouts.answer
+            )
             self._link = link
             try:
                 self._setup(link)
                 self._up()
-                delay = self.reconnect_delay
+                self._reconnects.reset()
                 while not self._stop.is_set():
                     self._poll(link)
             except LINE_ERRORS as exc:
@@ -232,7 +235,7 @@ class Pn532Reader(ThreadedReader):
                     self._line_totals[key] = self._line_totals.get(key, 0) + value
                 with contextlib.suppress(*LINE_ERRORS):
                     port.close()
-            self._stop.wait(delay)
+            self._stop.wait(self._reconnects.delay())  # a lost line: the current delay again
 
     def _setup(self, link: Pn532Link) -> None:
         link.wake()

@@ -147,6 +147,12 @@ class FrameDecoder:
         if (length, lcs) == (0xFF, 0x00):
             del buf[:4]
             return Nack()
+        return self._frame(length, lcs)
+
+    def _frame(self, length: int, lcs: int) -> Item | None:
+        """The information frame (normal or extended) whose start code leads the buffer:
+        None while incomplete, ``BadFrame`` for a broken length or checksum."""
+        buf = self._buf
         if (length, lcs) == (0xFF, 0xFF):
             if len(buf) < 7:
                 return None

@@ -14,24 +14,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Self, TypedDict
 
 import aiomqtt
 import orjson
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import BaseModel
 
+from dockgate.drivers.mqtt.paho_compat import link_socket, new_properties
+from dockgate.gateway.backoff import Backoff
 from dockgate.gateway.protocol import (
     MAX_PAYLOAD,
     Ack,
     AckStatus,
     Channel,
+    Command,
     DeviceRef,
     Online,
     Outcome,
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 FIRMWARE = "dockgate-sim/1"
 _TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+# As firmware would: 0.2 s after a lost link, doubling up to 10 s, each 50-150 % of that.
+RECONNECT = Backoff(initial=0.2, cap=10.0, jitter=0.5)
 
 
 def ms(seconds: float) -> int:
@@ -77,6 +80,21 @@ class Broker:
             return None, None
         user = username(device)
         return user, self.passwords.get(user)
+
+
+class DeviceOptions(TypedDict, total=False):
+    """How a simulated station or scooter runs; every key is optional.
+
+    ``network``: the network id in its topics (1). ``clock``: simulated time (a real-time
+    :class:`ScaledClock` of its own). ``faults``: the chaos faults (none). ``counters``: counters
+    shared with other devices (its own). ``seed``: its random generator's seed (its id).
+    """
+
+    network: int
+    clock: Clock | None
+    faults: FaultPlan | None
+    counters: Counters | None
+    seed: int | None
 
 
 @dataclass(slots=True)
@@ -177,7 +195,7 @@ class DeviceSim:
         self._client: aiomqtt.Client | None = None
         self._runner: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._offline_until = 0.0  # simulated time before which the device stays away
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reply_lock = asyncio.Lock()
@@ -195,14 +213,14 @@ class DeviceSim:
     async def start(self, timeout: float = 10.0) -> None:
         """Connect (and keep reconnecting in the background); wait for the first CONNACK."""
         if self._runner is None:
-            self._stopping = False
+            self._stopping.clear()
             self._runner = asyncio.create_task(self._run(), name=f"sim-{self.device_id}")
         if timeout > 0:
             await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def stop(self) -> None:
         """Disconnect cleanly (the broker drops the will: `online: false` is published here)."""
-        self._stopping = True
+        self._stopping.set()
         client = self._client
         if client is not None and self._connected.is_set():
             with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
@@ -252,8 +270,8 @@ class DeviceSim:
         """
         self._offline_until = self.clock.now() + offline_for
         client = self._client
-        sock = client._client.socket() if client is not None else None
-        if isinstance(sock, socket.socket):
+        sock = link_socket(client) if client is not None else None
+        if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self.counters.faults["disconnect"] += 1
@@ -268,51 +286,58 @@ class DeviceSim:
         return aiomqtt.Will(self.device.topic(Channel.ONLINE), payload, qos=1, retain=True)
 
     async def _run(self) -> None:
-        backoff = 0.2
-        user, password = self.broker.credentials(self.device)
-        while not self._stopping:
+        """Connect, serve, and reconnect after a lost link until stopped."""
+        reconnects = RECONNECT.series()
+        while not self._stopping.is_set():
             wait = self._offline_until - self.clock.now()
             if wait > 0:
                 await self.clock.sleep(wait)
-            client = aiomqtt.Client(
-                self.broker.host,
-                self.broker.port,
-                identifier=f"{self.device.kind.value}-{self.device.network}-{self.device_id}",
-                username=user,
-                password=password,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                will=self._will(),
-                keepalive=self.keepalive,
-                socket_options=[_TCP_NODELAY],
-                clean_start=True,
-                timeout=10,
-            )
+            client = self._new_client()
             try:
                 async with client:
                     self._client = client
-                    backoff = 0.2
-                    await client.subscribe(self.device.topic(Channel.CMD), qos=1)
-                    await self._publish_online(client, True)
-                    await self.on_connected()
-                    self._connected.set()
-                    self.counters.sent["connect"] += 1
-                    periodic = asyncio.create_task(self._periodic_guarded())
-                    try:
-                        async for message in client.messages:
-                            await self._on_message(message)
-                    finally:
-                        periodic.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await periodic
+                    reconnects.reset()
+                    await self._serve(client)
             except aiomqtt.MqttError as exc:
                 log.debug("%s: connection lost: %s", self.device_id, exc)
             finally:
                 self._connected.clear()
                 self._client = None
-            if self._stopping:
+            if self._stopping.is_set():
                 return
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
-            backoff = min(backoff * 2, 10.0)
+            await asyncio.sleep(reconnects.next_delay())
+
+    def _new_client(self) -> aiomqtt.Client:
+        user, password = self.broker.credentials(self.device)
+        return aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=f"{self.device.kind.value}-{self.device.network}-{self.device_id}",
+            username=user,
+            password=password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=self._will(),
+            keepalive=self.keepalive,
+            socket_options=[_TCP_NODELAY],
+            clean_start=True,
+            timeout=10,
+        )
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """One connection: announce the device, then take commands until the link drops."""
+        await client.subscribe(self.device.topic(Channel.CMD), qos=1)
+        await self._publish_online(client, True)
+        await self.on_connected()
+        self._connected.set()
+        self.counters.sent["connect"] += 1
+        periodic = asyncio.create_task(self._periodic_guarded())
+        try:
+            async for message in client.messages:
+                await self._on_message(message)
+        finally:
+            periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await periodic
 
     async def _periodic_guarded(self) -> None:
         try:
@@ -395,7 +420,7 @@ class DeviceSim:
             return
         self._spawn(self._handle(cmd, response_topic, correlation))
 
-    async def _handle(self, cmd: Any, response_topic: str, correlation: bytes | None) -> None:
+    async def _handle(self, cmd: Command, response_topic: str, correlation: bytes | None) -> None:
         delay = self.dice.ack_delay()
         if delay:
             self.counters.faults["slow-ack"] += 1
@@ -469,7 +494,7 @@ class DeviceSim:
             return
         props = None
         if correlation is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = new_properties(PacketTypes.PUBLISH)
             props.CorrelationData = correlation
         with contextlib.suppress(aiomqtt.MqttError):
             await client.publish(topic, payload, 1, False, props)
@@ -514,7 +539,7 @@ class DeviceSim:
 
     # --- for subclasses ------------------------------------------------------------------
 
-    def execute(self, cmd: Any) -> Verdict:
+    def execute(self, cmd: Command) -> Verdict:
         raise NotImplementedError
 
     async def on_connected(self) -> None:

@@ -9,6 +9,7 @@ per simulated hour.
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from dataclasses import dataclass, fields
@@ -71,7 +72,7 @@ class FaultPlan:
                 value = float(raw) if raw else ALL_FAULTS[name]
             except (ValueError, KeyError):
                 raise FaultSpecError(f"fault {name!r} needs a number, got {raw!r}") from None
-            if value < 0 or value != value or value == float("inf"):
+            if value < 0 or math.isnan(value) or value == float("inf"):
                 raise FaultSpecError(f"fault {name!r} must be a finite number >= 0")
             if name in ("lost-ack", "slow-ack", "jam", "no-answer") and value > 1:
                 raise FaultSpecError(f"fault {name!r} is a probability (0..1), got {value}")

@@ -17,7 +17,7 @@ import contextlib
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Self
+from typing import Self, TypedDict, Unpack
 
 from dockgate.gateway.protocol import LockState
 from dockgate.sim.device_base import Broker, Counters, DeviceSim
@@ -57,6 +57,43 @@ class DayPlan:
     power_cut_s: float = 600.0
 
 
+class FleetOptions(TypedDict, total=False):
+    """How the fleet runs; every key is optional.
+
+    ``network`` (1): the network id in the topics. ``clock``: simulated time shared by every
+    device (a :class:`ScaledClock` running ``time_scale`` (1.0) times real time). ``faults``:
+    the chaos faults (none). ``day``: the riders' day (:class:`DayPlan` defaults). ``seed`` (1):
+    routes, faults and each device's randomness. ``telemetry_qos`` (0): the scooters' telemetry
+    QoS. ``scooter_config`` / ``station_config``: the devices' timings (their defaults).
+    ``connect_concurrency`` (32): devices connecting at once at start.
+    """
+
+    network: int
+    clock: Clock | None
+    time_scale: float
+    faults: FaultPlan | None
+    day: DayPlan | None
+    seed: int
+    telemetry_qos: int
+    scooter_config: ScooterConfig | None
+    station_config: StationConfig | None
+    connect_concurrency: int
+
+
+class FleetSummary(TypedDict):
+    """The fleet's state and what its devices sent and received, by kind."""
+
+    stations: int
+    vehicles: int
+    online: int
+    riding: int
+    docked: int
+    faults_plan: str
+    sent: dict[str, int]
+    received: dict[str, int]
+    faults: dict[str, int]
+
+
 class FleetSim:
     """Stations and scooters sharing a clock and counters; ``run`` plays the day."""
 
@@ -67,26 +104,18 @@ class FleetSim:
         stations: int = 2,
         vehicles: int = 10,
         spots: int = 10,
-        network: int = 1,
-        clock: Clock | None = None,
-        time_scale: float = 1.0,
-        faults: FaultPlan | None = None,
-        day: DayPlan | None = None,
-        seed: int = 1,
-        telemetry_qos: int = 0,
-        scooter_config: ScooterConfig | None = None,
-        station_config: StationConfig | None = None,
-        connect_concurrency: int = 32,
+        **options: Unpack[FleetOptions],
     ) -> None:
         if stations < 0 or vehicles < 0:
             raise ValueError("stations and vehicles must be >= 0")
+        seed, network = options.get("seed", 1), options.get("network", 1)
         self.broker = Broker.parse(broker) if isinstance(broker, str) else broker
-        self.clock: Clock = clock or ScaledClock(time_scale)
-        self.faults = faults or FaultPlan(seed=seed)
-        self.day = day or DayPlan()
+        self.clock: Clock = options.get("clock") or ScaledClock(options.get("time_scale", 1.0))
+        self.faults = options.get("faults") or FaultPlan(seed=seed)
+        self.day = options.get("day") or DayPlan()
         self.rng = random.Random(seed)
         self.counters = Counters()
-        self.connect_concurrency = connect_concurrency
+        self.connect_concurrency = options.get("connect_concurrency", 32)
         self.routes = default_routes()
         sites = station_sites(stations)
         self.stations: dict[str, StationSim] = {}
@@ -94,7 +123,8 @@ class FleetSim:
             sid = station_id(i)
             self.stations[sid] = StationSim(
                 sid, self.broker, spots=spots, network=network, clock=self.clock, site=site,
-                config=station_config, faults=self.faults, counters=self.counters, seed=seed + i,
+                config=options.get("station_config"), faults=self.faults, counters=self.counters,
+                seed=seed + i,
             )  # fmt: skip
         self.vehicles: dict[str, ScooterSim] = {}
         for i in range(vehicles):
@@ -102,8 +132,9 @@ class FleetSim:
             start = offset(*CENTRE, self.rng.uniform(-1500, 1500), self.rng.uniform(-1500, 1500))
             self.vehicles[vid] = ScooterSim(
                 vid, self.broker, network=network, clock=self.clock, start=start,
-                battery=self.rng.uniform(40, 100), config=scooter_config, faults=self.faults,
-                counters=self.counters, telemetry_qos=telemetry_qos, seed=seed * 7919 + i,
+                battery=self.rng.uniform(40, 100), config=options.get("scooter_config"),
+                faults=self.faults, counters=self.counters,
+                telemetry_qos=options.get("telemetry_qos", 0), seed=seed * 7919 + i,
             )  # fmt: skip
         self._place_initial_vehicles()
         self._spoof_targets()
@@ -298,10 +329,11 @@ class FleetSim:
 
     # --- reporting -----------------------------------------------------------------------
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> FleetSummary:
         online = sum(d.online for d in self.devices)
         riding = sum(v.core.riding for v in self.vehicles.values())
         docked = sum(len(s.docked()) for s in self.stations.values())
+        counters = self.counters.as_dict()
         return {
             "stations": len(self.stations),
             "vehicles": len(self.vehicles),
@@ -309,7 +341,9 @@ class FleetSim:
             "riding": riding,
             "docked": docked,
             "faults_plan": self.faults.describe(),
-            **self.counters.as_dict(),
+            "sent": counters["sent"],
+            "received": counters["received"],
+            "faults": counters["faults"],
         }
 
 

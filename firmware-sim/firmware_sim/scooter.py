@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Unpack
 
 from dockgate.gateway.protocol import (
     AckStatus,
     Channel,
+    Command,
     DeviceRef,
     LockState,
     LockVehicle,
@@ -33,10 +34,8 @@ from dockgate.gateway.protocol import (
     VehicleEvent,
     VehicleEventType,
 )
-from dockgate.sim.device_base import Broker, Counters, DeviceSim, Verdict, ms
-from dockgate.sim.faults import FaultPlan
+from dockgate.sim.device_base import Broker, DeviceOptions, DeviceSim, Verdict, ms
 from dockgate.sim.routes import CENTRE, Route
-from dockgate.sim.simclock import Clock
 
 #: Speed (km/h) of each mode: the dashboard's default low / medium / high speeds.
 MODE_SPEED_KMH: dict[SpeedMode, int] = {
@@ -261,24 +260,21 @@ class ScooterSim(DeviceSim):
         vehicle_id: str,
         broker: Broker | str,
         *,
-        network: int = 1,
-        clock: Clock | None = None,
         start: tuple[float, float] = CENTRE,
         battery: float = 100.0,
         config: ScooterConfig | None = None,
-        faults: FaultPlan | None = None,
-        counters: Counters | None = None,
         telemetry_qos: int = 0,
-        seed: int | None = None,
+        **device: Unpack[DeviceOptions],
     ) -> None:
         super().__init__(
-            DeviceRef.vehicle(network, vehicle_id),
+            DeviceRef.vehicle(device.get("network", 1), vehicle_id),
             broker,
-            clock=clock,
-            faults=faults,
-            counters=counters,
+            clock=device.get("clock"),
+            faults=device.get("faults"),
+            counters=device.get("counters"),
             telemetry_qos=telemetry_qos,
         )
+        seed = device.get("seed")
         self.core = ScooterCore(
             vehicle_id,
             self.clock.now(),
@@ -346,7 +342,7 @@ class ScooterSim(DeviceSim):
                 Channel.TELEMETRY, self.core.telemetry(stamp), qos=self.telemetry_qos
             )
 
-    def execute(self, cmd: Any) -> Verdict:
+    def execute(self, cmd: Command) -> Verdict:
         now = self.clock.now()
         core = self.core
         if isinstance(cmd, LockVehicle | UnlockVehicle):

@@ -124,6 +124,11 @@ class SdmTag:
         )
 
     # --- public interface ----------------------------------------------------------------
+    @property
+    def tag_profile(self) -> TagProfile:
+        """The profile itself (``profile`` may be only its name)."""
+        return self._profile
+
     def clone(self, **changes: object) -> SdmTag:
         """A copy with the same UID and counter (e.g. a cloned chip with other keys)."""
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import contextlib
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal, Unpack
 
 from pydantic import BaseModel
 
@@ -28,6 +28,7 @@ from dockgate.gateway.protocol import (
     AckStatus,
     AlarmEvent,
     Channel,
+    Command,
     DeviceRef,
     LockSpot,
     OutcomeStatus,
@@ -46,10 +47,8 @@ from dockgate.gateway.protocol import (
     UnlockSpot,
     encode,
 )
-from dockgate.sim.device_base import Broker, Counters, DeviceSim, Verdict, ms
-from dockgate.sim.faults import FaultPlan
+from dockgate.sim.device_base import Broker, DeviceOptions, DeviceSim, Verdict, ms
 from dockgate.sim.routes import CENTRE
-from dockgate.sim.simclock import Clock
 
 LockMode = Literal["ok", "jam", "no-answer"]
 
@@ -326,22 +325,19 @@ class StationSim(DeviceSim):
         broker: Broker | str,
         *,
         spots: int = 8,
-        network: int = 1,
-        clock: Clock | None = None,
         site: tuple[float, float] = CENTRE,
         config: StationConfig | None = None,
-        faults: FaultPlan | None = None,
-        counters: Counters | None = None,
         auto_release: bool = True,
-        seed: int | None = None,
+        **device: Unpack[DeviceOptions],
     ) -> None:
         super().__init__(
-            DeviceRef.station(network, station_id),
+            DeviceRef.station(device.get("network", 1), station_id),
             broker,
-            clock=clock,
-            faults=faults,
-            counters=counters,
+            clock=device.get("clock"),
+            faults=device.get("faults"),
+            counters=device.get("counters"),
         )
+        seed = device.get("seed")
         self.site = site
         self.auto_release = auto_release
         self.core = StationCore(
@@ -443,7 +439,7 @@ class StationSim(DeviceSim):
                 next_heartbeat = now + cfg.heartbeat_s
             await self._flush(force_status=heartbeat)
 
-    def execute(self, cmd: Any) -> Verdict:
+    def execute(self, cmd: Command) -> Verdict:
         if isinstance(cmd, StationFeedback):
             self.feedback.append(cmd)  # the display and buzzer: nothing moves, ack only
             return Verdict()

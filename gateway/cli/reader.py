@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from dockgate.gateway.readers import ReaderDriver
+    from dockgate.gateway.taps import Tap, Verifier
 
 app = typer.Typer(help="NFC readers: list them and watch taps.", no_args_is_help=True)
 
 
-def _fail(code: str, detail: str, as_json: bool, exit_code: int = 1) -> None:
+def _fail(code: str, detail: str, as_json: bool, exit_code: int = 1) -> NoReturn:
     """A machine-readable error (JSON on stdout with --json, text on stderr otherwise)."""
     if as_json:
         import orjson
@@ -31,7 +36,6 @@ def list_readers(
         names = pcsc_reader_names()
     except PcscError as exc:
         _fail("pcsc_unavailable", str(exc), as_json)
-        return
     if as_json:
         import orjson
 
@@ -80,47 +84,34 @@ def watch(
     except ValidationError as exc:  # hide_input_in_errors: keys never appear here
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         _fail("bad_config", problems, as_json, 2)
-        return
     except (OSError, ValueError) as exc:
         _fail("bad_config", f"{type(exc).__name__}: {exc}", as_json, 2)
-        return
     import contextlib
 
     try:
         source = _driver(driver, path, reader)
     except ValueError as exc:
         _fail("bad_driver", str(exc), as_json, 2)
-        return
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_watch(verifier, source, as_json, count, timeout, duplicates))
 
 
-def _driver(kind: str, path: str | None, readers: list[str]) -> object:
+def _driver(kind: str, path: str | None, readers: list[str]) -> ReaderDriver:
     """The reader driver named by ``--driver`` (nothing opened yet)."""
-    if kind == "pcsc":
-        if path is not None:
-            raise ValueError("--path is for nfcpy and pn532; use --reader with pcsc")
-        from dockgate.drivers.readers.pcsc import PcscDriver
+    from dockgate.drivers.readers import ReaderSpec, make_reader
 
-        return PcscDriver(readers)
-    if readers:
+    if kind == "pcsc" and path is not None:
+        raise ValueError("--path is for nfcpy and pn532; use --reader with pcsc")
+    if kind != "pcsc" and readers:
         raise ValueError("--reader filters PC/SC readers; use --path with nfcpy and pn532")
-    if kind == "nfcpy":
-        from dockgate.drivers.readers.nfcpy_reader import NfcpyReader
-
-        return NfcpyReader(path or "usb")
-    if kind == "pn532":
-        if not path:
-            raise ValueError("pn532 needs --path, the serial port (e.g. /dev/ttyUSB0)")
-        from dockgate.drivers.readers.pn532 import Pn532Reader
-
-        return Pn532Reader(path)
-    raise ValueError(f"unknown driver {kind!r}: choose pcsc, nfcpy or pn532")
+    if kind == "pn532" and not path:
+        raise ValueError("pn532 needs --path, the serial port (e.g. /dev/ttyUSB0)")
+    return make_reader(ReaderSpec(kind, path=path, pcsc_readers=tuple(readers)))
 
 
 async def _watch(
-    verifier: object,
-    source: object,
+    verifier: Verifier,
+    source: ReaderDriver,
     as_json: bool,
     count: int | None,
     timeout: float | None,
@@ -129,11 +120,9 @@ async def _watch(
     import asyncio
     import contextlib
 
-    from dockgate.drivers.readers.base import ReaderDriver
     from dockgate.gateway.taps import TapHandler
 
-    assert isinstance(source, ReaderDriver)
-    handler = TapHandler(verifier)  # type: ignore[arg-type]
+    handler = TapHandler(verifier)
     shown = 0
     async with source as driver:
 
@@ -151,8 +140,8 @@ async def _watch(
             await asyncio.wait_for(loop(), timeout)
 
 
-def _show(tap: object, as_json: bool) -> None:
-    line = tap.as_dict()  # type: ignore[attr-defined]
+def _show(tap: Tap, as_json: bool) -> None:
+    line = tap.as_dict()
     if as_json:
         import orjson
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from dockgate.gateway.rules import RuleBundle
 
 app = typer.Typer(
     help="The local rules engine: check bundles, explain what applies where.", no_args_is_help=True
@@ -29,7 +33,7 @@ def _parse_at(at: str | None) -> float:
         ) from None
 
 
-def _load(bundle: Path, as_json: bool):
+def _load(bundle: Path, as_json: bool) -> RuleBundle:
     import json
 
     from dockgate.gateway.rules import BundleError, load_bundle
@@ -113,6 +117,7 @@ def check(
         {"id": p.id, "name": p.name or f"virtual-parking-{p.id}", "capacity": p.capacity}
         for p in b.config.virtual_parkings
     ]
+    capacity = sum(p.capacity for p in b.config.virtual_parkings)
     summary = {
         "ok": True,
         "version": b.version,
@@ -120,7 +125,7 @@ def check(
         "speed_zones": len(b.config.speed_zones),
         "virtual_parkings": len(b.config.virtual_parkings),
         "parkings": parkings,
-        "parking_capacity": sum(p["capacity"] for p in parkings),
+        "parking_capacity": capacity,
         "parking_required": b.config.parking_required,
         "gbfs_zones": len(b.gbfs.zones) if b.gbfs else 0,
         "border": b.config.border is not None,
@@ -132,8 +137,7 @@ def check(
         typer.echo(f"{bundle}: ok, version {b.version} ({b.source})")
         if parkings:
             need = ", required to end a trip" if b.config.parking_required else ""
-            total = summary["parking_capacity"]
-            typer.echo(f"  {len(parkings)} virtual parking(s), capacity {total}{need}")
+            typer.echo(f"  {len(parkings)} virtual parking(s), capacity {capacity}{need}")
             for p in parkings:
                 note = " (no vehicle may be left here)" if p["capacity"] == 0 else ""
                 typer.echo(f"    {p['id']} {p['name']}: capacity {p['capacity']}{note}")

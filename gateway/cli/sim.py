@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+from dockgate.gateway.cli.options import with_options
+
+if TYPE_CHECKING:
+    from dockgate.sim.device_base import Broker
+    from dockgate.sim.faults import FaultPlan
+    from dockgate.sim.fleet import FleetSummary
+    from dockgate.sim.services.mosquitto import Mosquitto
 
 app = typer.Typer(
     help="Firmware simulators: stations, scooters, a whole fleet.", no_args_is_help=True
 )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
 
@@ -35,7 +45,8 @@ def _passwords(path: Path | None) -> dict[str, str] | None:
     return out
 
 
-def _broker(text: str | None, passwords: Path | None):  # -> (Broker, Mosquitto | None)
+def _broker(text: str | None, passwords: Path | None) -> tuple[Broker, Mosquitto | None]:
+    """The broker at ``text``, or a private Mosquitto started for this run (returned too)."""
     from dockgate.sim.device_base import Broker
 
     if text is None:
@@ -49,24 +60,22 @@ def _broker(text: str | None, passwords: Path | None):  # -> (Broker, Mosquitto 
         return Broker.parse(text, _passwords(passwords)), None
     except ValueError as exc:
         _fail(str(exc))
-        raise  # unreachable
 
 
-def _fault_plan(spec: str | None, seed: int):
+def _fault_plan(spec: str | None, seed: int) -> FaultPlan:
     from dockgate.sim.faults import FaultPlan, FaultSpecError
 
     try:
         return FaultPlan.parse(spec, seed=seed)
     except FaultSpecError as exc:
         _fail(str(exc))
-        raise
 
 
-def _print_summary(summary: dict, as_json: bool) -> None:
+def _print_summary(summary: FleetSummary, run: dict[str, float], as_json: bool) -> None:
     if as_json:
         import orjson
 
-        typer.echo(orjson.dumps(summary).decode())
+        typer.echo(orjson.dumps({**summary, **run}).decode())
         return
     from rich.console import Console
     from rich.table import Table
@@ -78,91 +87,110 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     for key in ("stations", "vehicles", "online", "riding", "docked", "faults_plan"):
         table.add_row(key, "", str(summary[key]))
     for group in ("sent", "received", "faults"):
-        for kind, count in summary[group].items():  # type: ignore[union-attr]
+        for kind, count in summary[group].items():
             table.add_row(group, kind, str(count))
-    for key in ("wall_s", "sim_s", "rss_mb", "cpu_s"):
-        if key in summary:
-            table.add_row(key, "", f"{summary[key]:.1f}")
+    for key, value in run.items():
+        table.add_row(key, "", f"{value:.1f}")
     Console().print(table)
 
 
+@dataclass(frozen=True, kw_only=True)
+class FleetOptions:
+    """The options of ``dockgate sim fleet``."""
+
+    stations: Annotated[int, typer.Option(min=0, max=500, help="Docking stations.")] = 2
+    vehicles: Annotated[int, typer.Option(min=0, max=20000, help="Scooters.")] = 10
+    spots: Annotated[int, typer.Option(min=1, max=64, help="Spots per station.")] = 10
+    broker: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of the broker; without it a private mosquitto is started."),
+    ] = None
+    passwords: Annotated[
+        Path | None,
+        typer.Option(help="File of username:password lines, one per device (for an auth broker)."),
+    ] = None
+    network: Annotated[int, typer.Option(min=1, help="Network id in the topic tree.")] = 1
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="none | all | comma list of lost-ack=P, slow-ack=P, jam=P, no-answer=P, "
+            "disconnect=R, malformed=R, oversized=R, spoofed=R (P per command, R per device-hour)."
+        ),
+    ] = None
+    duration: Annotated[float, typer.Option(min=0.1, help="Wall-clock seconds to run.")] = 60.0
+    time_scale: Annotated[
+        float, typer.Option(min=0.01, max=10000, help="Simulated s per wall s.")
+    ] = 1.0
+    seed: Annotated[int, typer.Option(help="Random seed (routes, faults).")] = 1
+    report_every: Annotated[float, typer.Option(min=0.5, help="Progress line every N wall s.")] = (
+        10.0
+    )
+    autopilot: Annotated[bool, typer.Option(help="Play a day: riders, trips, docking.")] = True
+    json_out: Annotated[bool, typer.Option("--json", help="Print the final counts as JSON.")] = (
+        False
+    )
+
+
 @app.command()
-def fleet(
-    stations: int = typer.Option(2, min=0, max=500, help="Docking stations."),
-    vehicles: int = typer.Option(10, min=0, max=20000, help="Scooters."),
-    spots: int = typer.Option(10, min=1, max=64, help="Spots per station."),
-    broker: str | None = typer.Option(
-        None, help="HOST:PORT of the broker; without it a private mosquitto is started."
-    ),
-    passwords: Path | None = typer.Option(
-        None, help="File of username:password lines, one per device (for an auth broker)."
-    ),
-    network: int = typer.Option(1, min=1, help="Network id in the topic tree."),
-    faults: str | None = typer.Option(
-        None,
-        help="none | all | comma list of lost-ack=P, slow-ack=P, jam=P, no-answer=P, "
-        "disconnect=R, malformed=R, oversized=R, spoofed=R (P per command, R per device-hour).",
-    ),
-    duration: float = typer.Option(60.0, min=0.1, help="Wall-clock seconds to run."),
-    time_scale: float = typer.Option(1.0, min=0.01, max=10000, help="Simulated s per wall s."),
-    seed: int = typer.Option(1, help="Random seed (routes, faults)."),
-    report_every: float = typer.Option(10.0, min=0.5, help="Progress line every N wall s."),
-    autopilot: bool = typer.Option(True, help="Play a day: riders, trips, docking."),
-    json_out: bool = typer.Option(False, "--json", help="Print the final counts as JSON."),
-) -> None:
+@with_options(FleetOptions)
+def fleet(opts: FleetOptions) -> None:
     """Run a whole fleet in one process and print what was sent and received."""
     import asyncio
-    import time
 
-    import psutil
+    import psutil  # type: ignore[import-untyped]  # no types-psutil among the dev dependencies
 
-    from dockgate.sim.fleet import FleetSim
-
-    plan = _fault_plan(faults, seed)
-    addr, private = _broker(broker, passwords)
+    plan = _fault_plan(opts.faults, opts.seed)
+    addr, private = _broker(opts.broker, opts.passwords)
     proc = psutil.Process()
-
-    async def _main() -> dict:
-        sim = FleetSim(
-            addr, stations=stations, vehicles=vehicles, spots=spots, network=network,
-            time_scale=time_scale, faults=plan, seed=seed,
-        )  # fmt: skip
-        t0, s0 = time.monotonic(), sim.clock.now()
-        await sim.start()
-        typer.echo(f"{len(sim.devices)} devices online in {time.monotonic() - t0:.1f}s", err=True)
-        runner = asyncio.create_task(sim.run(duration, autopilot=autopilot))
-        try:
-            while not runner.done():
-                await asyncio.wait({runner}, timeout=report_every)
-                s = sim.summary()
-                sent = sum(s["sent"].values())  # type: ignore[union-attr]
-                got = sum(s["received"].values())  # type: ignore[union-attr]
-                typer.echo(
-                    f"t={time.monotonic() - t0:6.1f}s online={s['online']} riding={s['riding']}"
-                    f" docked={s['docked']} sent={sent} received={got}"
-                    f" rss={proc.memory_info().rss / 2**20:.0f}MB",
-                    err=True,
-                )
-            runner.result()
-        finally:
-            runner.cancel()
-            summary = sim.summary()
-            summary["wall_s"] = time.monotonic() - t0
-            summary["sim_s"] = sim.clock.now() - s0
-            await sim.stop()
-        return summary
-
     try:
-        summary = asyncio.run(_main())
+        summary, run = asyncio.run(_run_fleet(opts, addr, plan, proc))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     finally:
         if private is not None:
             private.cleanup()
     cpu = proc.cpu_times()
-    summary["rss_mb"] = proc.memory_info().rss / 2**20
-    summary["cpu_s"] = cpu.user + cpu.system
-    _print_summary(summary, json_out)
+    run["rss_mb"] = proc.memory_info().rss / 2**20
+    run["cpu_s"] = cpu.user + cpu.system
+    _print_summary(summary, run, opts.json_out)
+
+
+async def _run_fleet(
+    opts: FleetOptions, addr: Broker, plan: FaultPlan, proc: Any
+) -> tuple[FleetSummary, dict[str, float]]:
+    """Run the fleet for ``opts.duration``, a progress line every ``opts.report_every``: its
+    final summary and the wall and simulated seconds it ran."""
+    import asyncio
+    import time
+
+    from dockgate.sim.fleet import FleetSim
+
+    sim = FleetSim(
+        addr, stations=opts.stations, vehicles=opts.vehicles, spots=opts.spots,
+        network=opts.network, time_scale=opts.time_scale, faults=plan, seed=opts.seed,
+    )  # fmt: skip
+    t0, s0 = time.monotonic(), sim.clock.now()
+    await sim.start()
+    typer.echo(f"{len(sim.devices)} devices online in {time.monotonic() - t0:.1f}s", err=True)
+    runner = asyncio.create_task(sim.run(opts.duration, autopilot=opts.autopilot))
+    try:
+        while not runner.done():
+            await asyncio.wait({runner}, timeout=opts.report_every)
+            s = sim.summary()
+            sent, got = sum(s["sent"].values()), sum(s["received"].values())
+            typer.echo(
+                f"t={time.monotonic() - t0:6.1f}s online={s['online']} riding={s['riding']}"
+                f" docked={s['docked']} sent={sent} received={got}"
+                f" rss={proc.memory_info().rss / 2**20:.0f}MB",
+                err=True,
+            )
+        runner.result()
+    finally:
+        runner.cancel()
+        summary = sim.summary()
+        run = {"wall_s": time.monotonic() - t0, "sim_s": sim.clock.now() - s0}
+        await sim.stop()
+    return summary, run
 
 
 @app.command()
@@ -189,7 +217,7 @@ def scooter(
         _fail(f"unknown route {route!r}; known: {', '.join(routes)}")
     addr, _ = _broker(broker, passwords)
 
-    async def _main() -> dict:
+    async def _main() -> dict[str, dict[str, int]]:
         try:
             sim = ScooterSim(vehicle_id, addr, network=network, battery=battery,
                              clock=ScaledClock(time_scale))  # fmt: skip
@@ -224,7 +252,7 @@ def station(
 
     addr, _ = _broker(broker, passwords)
 
-    async def _main() -> dict:
+    async def _main() -> dict[str, dict[str, int]]:
         try:
             sim = StationSim(station_id, addr, network=network, spots=spots,
                              clock=ScaledClock(time_scale))  # fmt: skip

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from dockgate.gateway.cli.options import with_options
+
+if TYPE_CHECKING:
+    from dockgate.gateway.sun.keys import TagKeys
+    from dockgate.gateway.sun.profiles import TagProfile
+    from dockgate.gateway.sun.replay import ReplayStore
+    from dockgate.gateway.sun.verifier import SunVerifier
+    from dockgate.sim.sdm import SdmTag
 
 app = typer.Typer(help="NTAG 424 DNA SUN messages: verify and simulate.", no_args_is_help=True)
 
@@ -82,7 +92,7 @@ def _parse_key(text: str | None, name: str) -> bytes | None:
     return raw
 
 
-def _make_cli_keys(fields: dict[str, str | None], keys_file: Path | None) -> Any:
+def _make_cli_keys(fields: dict[str, str | None], keys_file: Path | None) -> TagKeys | None:
     """The key set given on the command line, in a keys file or in the environment."""
     if not (fields["meta_read_key"] or fields["file_read_key"] or fields["master_key"]):
         return None
@@ -104,7 +114,8 @@ def _make_cli_keys(fields: dict[str, str | None], keys_file: Path | None) -> Any
 
 
 class _BatchKeys:
-    """Key sets for batch lines, built once per distinct key tuple (bounded)."""
+    """Key sets for batch lines, built once per distinct key tuple (bounded); a line whose
+    key fields do not make a key set gets the reason instead."""
 
     def __init__(self) -> None:
         from dockgate.gateway.sun import reasons
@@ -112,9 +123,9 @@ class _BatchKeys:
         from dockgate.gateway.sun.core import SunError, unhex
         from dockgate.gateway.sun.keys import make_keys
 
-        self.R, self.SunError = reasons, SunError
+        self.R = reasons
 
-        def build(spec: tuple[Any, ...]) -> Any:
+        def build(spec: tuple[Any, ...]) -> TagKeys | str:
             meta, file_, master, kdf, suffix = spec
             try:
                 if master is not None:
@@ -138,7 +149,7 @@ class _BatchKeys:
 
         self._cache = BoundedCache(build, 4096)
 
-    def get(self, line: dict[str, Any], default: Any = None) -> Any:
+    def get(self, line: dict[str, Any], default: TagKeys | None = None) -> TagKeys | str:
         spec = tuple(map(line.get, _KEY_FIELDS))
         if default is not None and spec == (None,) * len(_KEY_FIELDS):
             return default
@@ -148,7 +159,7 @@ class _BatchKeys:
             return self.R.BAD_INPUT
 
 
-def _run_batch(state: Path | None, default_keys: Any = None) -> None:
+def _run_batch(state: Path | None, default_keys: TagKeys | None = None) -> None:
     import orjson
 
     from dockgate.gateway.sun import reasons as R
@@ -203,186 +214,260 @@ def _run_batch(state: Path | None, default_keys: Any = None) -> None:
             store.close()
 
 
+@dataclass(frozen=True, kw_only=True)
+class VerifyOptions:
+    """The options of ``dockgate tag verify``."""
+
+    url: Annotated[str | None, typer.Argument(help="A scanned SUN URL (omit with --batch).")] = None
+    profile: Annotated[
+        str | None, typer.Option(help="Tag profile name (default: first match).")
+    ] = None
+    config: Annotated[Path | None, typer.Option(help="TOML file with a \\[sun] table.")] = None
+    batch: Annotated[
+        bool, typer.Option("--batch", help="JSON lines on stdin, one result per line.")
+    ] = False
+    state: Annotated[Path | None, typer.Option(help="Replay store (SQLite); none: no memory.")] = (
+        None
+    )
+    reader_uid: Annotated[str | None, typer.Option(help="UID the reader saw (hex, 7 bytes).")] = (
+        None
+    )
+    picc_data: Annotated[str | None, typer.Option(help="Raw field: encrypted PICC data (hex).")] = (
+        None
+    )
+    cmac: Annotated[str | None, typer.Option(help="Raw field: SDMMAC (16 hex).")] = None
+    enc_file_data: Annotated[str | None, typer.Option(help="Raw field: SDMENCFileData (hex).")] = (
+        None
+    )
+    mac_input: Annotated[str, typer.Option(help="Raw field: the exact ASCII MAC window.")] = ""
+    uid: Annotated[str | None, typer.Option(help="Raw field: plain mirrored UID (hex).")] = None
+    read_ctr: Annotated[
+        str | None, typer.Option(help="Raw field: plain counter (6 hex, MSB first).")
+    ] = None
+    mode: Annotated[str | None, typer.Option(help="aes | lrp (default: by PICC data length).")] = (
+        None
+    )
+    meta_read_key: Annotated[
+        str | None, typer.Option(help="SDM meta read key (hex). Env: DOCKGATE_META_READ_KEY.")
+    ] = None
+    file_read_key: Annotated[
+        str | None, typer.Option(help="SDM file read key (hex). Env: DOCKGATE_FILE_READ_KEY.")
+    ] = None
+    master_key: Annotated[
+        str | None, typer.Option(help="Master key for --kdf (hex). Env: DOCKGATE_MASTER_KEY.")
+    ] = None
+    kdf: Annotated[str | None, typer.Option(help="an10922 | sdm-backend. Env: DOCKGATE_KDF.")] = (
+        None
+    )
+    kdf_suffix: Annotated[
+        str | None,
+        typer.Option(help="AN10922: bytes after the UID (hex). Env: DOCKGATE_KDF_SUFFIX."),
+    ] = None
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys-file",
+            help="TOML or JSON file with meta_read_key, file_read_key, master_key, kdf, "
+            "kdf_suffix (keep it chmod 600).",
+        ),
+    ] = None
+
+    def key_options(self) -> dict[str, str | None]:
+        """The key fields as given on the command line."""
+        return {
+            "meta_read_key": self.meta_read_key,
+            "file_read_key": self.file_read_key,
+            "master_key": self.master_key,
+            "kdf": self.kdf,
+            "kdf_suffix": self.kdf_suffix,
+        }
+
+
 @app.command()
-def verify(
-    url: str | None = typer.Argument(None, help="A scanned SUN URL (omit with --batch)."),
-    profile: str | None = typer.Option(None, help="Tag profile name (default: first match)."),
-    config: Path | None = typer.Option(None, help="TOML file with a \\[sun] table."),
-    batch: bool = typer.Option(False, "--batch", help="JSON lines on stdin, one result per line."),
-    state: Path | None = typer.Option(None, help="Replay store (SQLite); none: no memory."),
-    reader_uid: str | None = typer.Option(None, help="UID the reader saw (hex, 7 bytes)."),
-    picc_data: str | None = typer.Option(None, help="Raw field: encrypted PICC data (hex)."),
-    cmac: str | None = typer.Option(None, help="Raw field: SDMMAC (16 hex)."),
-    enc_file_data: str | None = typer.Option(None, help="Raw field: SDMENCFileData (hex)."),
-    mac_input: str = typer.Option("", help="Raw field: the exact ASCII MAC window."),
-    uid: str | None = typer.Option(None, help="Raw field: plain mirrored UID (hex)."),
-    read_ctr: str | None = typer.Option(None, help="Raw field: plain counter (6 hex, MSB first)."),
-    mode: str | None = typer.Option(None, help="aes | lrp (default: by PICC data length)."),
-    meta_read_key: str | None = typer.Option(
-        None, help="SDM meta read key (hex). Env: DOCKGATE_META_READ_KEY."
-    ),
-    file_read_key: str | None = typer.Option(
-        None, help="SDM file read key (hex). Env: DOCKGATE_FILE_READ_KEY."
-    ),
-    master_key: str | None = typer.Option(
-        None, help="Master key for --kdf (hex). Env: DOCKGATE_MASTER_KEY."
-    ),
-    kdf: str | None = typer.Option(None, help="an10922 | sdm-backend. Env: DOCKGATE_KDF."),
-    kdf_suffix: str | None = typer.Option(
-        None, help="AN10922: bytes after the UID (hex). Env: DOCKGATE_KDF_SUFFIX."
-    ),
-    keys_file: Path | None = typer.Option(
-        None,
-        "--keys-file",
-        help="TOML or JSON file with meta_read_key, file_read_key, master_key, kdf, "
-        "kdf_suffix (keep it chmod 600).",
-    ),
-) -> None:
+@with_options(VerifyOptions)
+def verify(opts: VerifyOptions) -> None:
     """Verify a SUN message: a URL with a profile, raw fields, or JSON lines (--batch).
 
     Keys, in order of precedence: the --*-key options (visible in process listings: prefer the others), --keys-file, then the environment variables DOCKGATE_META_READ_KEY, DOCKGATE_FILE_READ_KEY, DOCKGATE_MASTER_KEY, DOCKGATE_KDF, DOCKGATE_KDF_SUFFIX. They override the key sets of --config; with --batch they serve lines without key fields.
     """  # noqa: E501
-    fields = resolve_key_fields(
-        {
-            "meta_read_key": meta_read_key,
-            "file_read_key": file_read_key,
-            "master_key": master_key,
-            "kdf": kdf,
-            "kdf_suffix": kdf_suffix,
-        },
-        keys_file,
-    )
-    keys = _make_cli_keys(fields, keys_file)
-    if batch:
-        _run_batch(state, keys)
+    fields = resolve_key_fields(opts.key_options(), opts.keys_file)
+    keys = _make_cli_keys(fields, opts.keys_file)
+    if opts.batch:
+        _run_batch(opts.state, keys)
         return
 
     import orjson
 
+    verifier, store = _open_verifier(opts, keys)
+    rid = None
+    if opts.reader_uid is not None:
+        try:
+            rid = bytes.fromhex(opts.reader_uid)
+        except ValueError:
+            raise typer.BadParameter("must be hex", param_hint="--reader-uid") from None
+    try:
+        valid, payload = _verify_once(verifier, opts, keys, rid)
+    finally:
+        if store is not None:
+            store.close()
+    sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+    raise typer.Exit(0 if valid else 1)
+
+
+def _open_verifier(
+    opts: VerifyOptions, keys: TagKeys | None
+) -> tuple[SunVerifier, ReplayStore | None]:
+    """The verifier of ``--config`` (the command-line keys replacing its key sets) and its
+    replay store, if any."""
     from dockgate.gateway.sun.replay import ReplayStore
     from dockgate.gateway.sun.settings import load_sun_settings
     from dockgate.gateway.sun.verifier import SunVerifier
 
     try:
-        settings = load_sun_settings(config)
+        settings = load_sun_settings(opts.config)
     except (OSError, ValueError) as exc:
-        typer.echo(f"error: cannot load {config}: {exc}", err=True)
+        typer.echo(f"error: cannot load {opts.config}: {exc}", err=True)
         raise typer.Exit(2) from None
-    store = (
-        ReplayStore(state)
-        if state is not None
-        else settings.replay_db and ReplayStore(settings.replay_db)
-    )
-    verifier = SunVerifier(settings, store=store or None)
-    if keys is not None and url is not None:
+    replay_db = opts.state if opts.state is not None else settings.replay_db
+    store = ReplayStore(replay_db) if replay_db else None
+    verifier = SunVerifier(settings, store=store)
+    if keys is not None and opts.url is not None:
         verifier.key_sets = {name: keys for name in verifier.key_sets} or {
             settings.default_key_set: keys
         }
-        verifier.modes = dict.fromkeys(verifier.key_sets, mode)
-    rid = None
-    if reader_uid is not None:
-        try:
-            rid = bytes.fromhex(reader_uid)
-        except ValueError:
-            raise typer.BadParameter("must be hex", param_hint="--reader-uid") from None
-    try:
-        if url is not None:
-            result = verifier.verify_url(url, reader_uid=rid, profile=profile)
-            payload = result.as_dict() | {"profile": result.profile, "record": result.record}
-        elif cmac is not None:
-            result = verifier.verify_fields(
-                picc_data=picc_data,
-                cmac=cmac,
-                enc_file_data=enc_file_data,
-                mac_input=mac_input,
-                uid=uid,
-                read_ctr=read_ctr,
-                mode=mode,
-                keys=keys,
-                reader_uid=rid,
-            )
-            payload = result.as_dict()
-        else:
-            raise typer.BadParameter("give a URL, --cmac with raw fields, or --batch")
-    finally:
-        if store:
-            store.close()
-    sys.stdout.write(orjson.dumps(payload).decode() + "\n")
-    raise typer.Exit(0 if result.valid else 1)
+        verifier.modes = dict.fromkeys(verifier.key_sets, opts.mode)
+    return verifier, store
+
+
+def _verify_once(
+    verifier: SunVerifier, opts: VerifyOptions, keys: TagKeys | None, rid: bytes | None
+) -> tuple[bool, dict[str, object]]:
+    """Verify the URL or the raw fields: whether valid, and the JSON line to print."""
+    if opts.url is not None:
+        result = verifier.verify_url(opts.url, reader_uid=rid, profile=opts.profile)
+        return result.valid, result.as_dict() | {"profile": result.profile, "record": result.record}
+    if opts.cmac is not None:
+        result = verifier.verify_fields(
+            picc_data=opts.picc_data,
+            cmac=opts.cmac,
+            enc_file_data=opts.enc_file_data,
+            mac_input=opts.mac_input,
+            uid=opts.uid,
+            read_ctr=opts.read_ctr,
+            mode=opts.mode,
+            keys=keys,
+            reader_uid=rid,
+        )
+        return result.valid, result.as_dict()
+    raise typer.BadParameter("give a URL, --cmac with raw fields, or --batch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulateOptions:
+    """The options of ``dockgate tag simulate``."""
+
+    uid: Annotated[str, typer.Option(help="Tag UID (hex, 7 bytes).")] = "04de5f1eacc040"
+    mode: Annotated[str, typer.Option(help="aes | lrp")] = "aes"
+    profile: Annotated[str, typer.Option(help="Tag profile (URL layout).")] = "query-picc-cmac"
+    count: Annotated[int, typer.Option(min=1, help="How many reads.")] = 1
+    read_ctr: Annotated[
+        int, typer.Option(min=0, max=0xFFFFFE, help="Counter before the first read.")
+    ] = 0
+    base: Annotated[str, typer.Option(help="Fills {base}.")] = "https://tap.dockgate.example/t"
+    record: Annotated[str, typer.Option(help="Fills {record} (NFC platform record id).")] = "1044"
+    meta_read_key: Annotated[str, typer.Option(help="SDM meta read key (hex).")] = "0" * 32
+    file_read_key: Annotated[str, typer.Option(help="SDM file read key (hex).")] = "0" * 32
+    master_key: Annotated[str | None, typer.Option(help="Derive keys from this master key.")] = None
+    kdf: Annotated[str, typer.Option(help="an10922 | sdm-backend (with --master-key).")] = "an10922"
+    kdf_suffix: Annotated[str, typer.Option(help="AN10922: bytes after the UID (hex).")] = ""
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="Print JSON lines for `verify --batch`.")
+    ] = False
 
 
 @app.command()
-def simulate(
-    uid: str = typer.Option("04de5f1eacc040", help="Tag UID (hex, 7 bytes)."),
-    mode: str = typer.Option("aes", help="aes | lrp"),
-    profile: str = typer.Option("query-picc-cmac", help="Tag profile (URL layout)."),
-    count: int = typer.Option(1, min=1, help="How many reads."),
-    read_ctr: int = typer.Option(0, min=0, max=0xFFFFFE, help="Counter before the first read."),
-    base: str = typer.Option("https://tap.dockgate.example/t", help="Fills {base}."),
-    record: str = typer.Option("1044", help="Fills {record} (NFC platform record id)."),
-    meta_read_key: str = typer.Option("0" * 32, help="SDM meta read key (hex)."),
-    file_read_key: str = typer.Option("0" * 32, help="SDM file read key (hex)."),
-    master_key: str | None = typer.Option(None, help="Derive keys from this master key."),
-    kdf: str = typer.Option("an10922", help="an10922 | sdm-backend (with --master-key)."),
-    kdf_suffix: str = typer.Option("", help="AN10922: bytes after the UID (hex)."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="Print JSON lines for `verify --batch`."),
-) -> None:
+@with_options(SimulateOptions)
+def simulate(opts: SimulateOptions) -> None:
     """Print SUN URLs read from a simulated NTAG 424 DNA (or batch lines with --jsonl)."""
-    import orjson
-
-    from dockgate.sim.sdm import SdmTag, diversify_an10922, sdm_backend_keys
-
     try:
-        uid_b = bytes.fromhex(uid)
+        uid = bytes.fromhex(opts.uid)
     except ValueError:
         raise typer.BadParameter("must be hex", param_hint="--uid") from None
-    meta = _parse_key(meta_read_key, "--meta-read-key")
-    file_ = _parse_key(file_read_key, "--file-read-key")
-    master = _parse_key(master_key, "--master-key")
-    if master is not None:
-        if kdf == "an10922":
-            file_ = diversify_an10922(master, uid_b, bytes.fromhex(kdf_suffix))
-            meta = meta if meta_read_key != "0" * 32 else master
-        elif kdf == "sdm-backend":
-            meta, file_ = sdm_backend_keys(master, uid_b)
+    meta, file_, master = _simulated_keys(opts, uid)
+    tag = _simulated_tag(opts, uid, meta, file_)
+    out = sys.stdout
+    for _ in range(opts.count):
+        url = tag.next_url()
+        if opts.jsonl:
+            out.write(_batch_line(opts, tag.tag_profile, url, meta, master) + "\n")
         else:
-            raise typer.BadParameter("an10922 | sdm-backend", param_hint="--kdf")
+            out.write(url + "\n")
+
+
+def _simulated_keys(
+    opts: SimulateOptions, uid: bytes
+) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The tag's meta and file read keys (derived with --kdf from --master-key if given) and
+    the master key."""
+    from dockgate.sim.sdm import diversify_an10922, sdm_backend_keys
+
+    meta = _parse_key(opts.meta_read_key, "--meta-read-key")
+    file_ = _parse_key(opts.file_read_key, "--file-read-key")
+    master = _parse_key(opts.master_key, "--master-key")
+    if master is None:
+        return meta, file_, None
+    if opts.kdf == "an10922":
+        file_ = diversify_an10922(master, uid, bytes.fromhex(opts.kdf_suffix))
+        meta = meta if opts.meta_read_key != "0" * 32 else master
+    elif opts.kdf == "sdm-backend":
+        meta, file_ = sdm_backend_keys(master, uid)
+    else:
+        raise typer.BadParameter("an10922 | sdm-backend", param_hint="--kdf")
+    return meta, file_, master
+
+
+def _simulated_tag(
+    opts: SimulateOptions, uid: bytes, meta: bytes | None, file_: bytes | None
+) -> SdmTag:
+    from dockgate.sim.sdm import SdmTag
+
     try:
-        tag = SdmTag(
-            uid=uid_b,
-            mode=mode,
+        return SdmTag(
+            uid=uid,
+            mode=opts.mode,
             meta_read_key=meta or bytes(16),
             file_read_key=file_ or bytes(16),
-            profile=profile,
-            base=base,
-            record=record,
-            read_ctr=read_ctr,
+            profile=opts.profile,
+            base=opts.base,
+            record=opts.record,
+            read_ctr=opts.read_ctr,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    prof = tag._profile
-    out = sys.stdout
-    for _ in range(count):
-        url = tag.next_url()
-        if not jsonl:
-            out.write(url + "\n")
-            continue
-        f = prof.extract(url)
-        assert f is not None
-        line: dict[str, Any] = {"mode": mode, "cmac": f.cmac, "mac_input": f.mac_input.decode()}
-        for name, value in (
-            ("picc_data", f.picc_data),
-            ("enc_file_data", f.enc),
-            ("uid", f.uid),
-            ("read_ctr", f.ctr),
-        ):
-            if value is not None:
-                line[name] = value
-        if master is not None:
-            line |= {"master_key": master_key, "kdf": kdf}
-            if kdf == "an10922":
-                line |= {"kdf_suffix": kdf_suffix, "meta_read_key": (meta or b"").hex()}
-        else:
-            line |= {"meta_read_key": meta_read_key, "file_read_key": file_read_key}
-        out.write(orjson.dumps(line).decode() + "\n")
+
+
+def _batch_line(
+    opts: SimulateOptions, profile: TagProfile, url: str, meta: bytes | None, master: bytes | None
+) -> str:
+    """One ``verify --batch`` line: the URL's raw fields and the keys to verify them with."""
+    import orjson
+
+    f = profile.extract(url)
+    assert f is not None
+    line: dict[str, object] = {"mode": opts.mode, "cmac": f.cmac, "mac_input": f.mac_input.decode()}
+    for name, value in (
+        ("picc_data", f.picc_data),
+        ("enc_file_data", f.enc),
+        ("uid", f.uid),
+        ("read_ctr", f.ctr),
+    ):
+        if value is not None:
+            line[name] = value
+    if master is not None:
+        line |= {"master_key": opts.master_key, "kdf": opts.kdf}
+        if opts.kdf == "an10922":
+            line |= {"kdf_suffix": opts.kdf_suffix, "meta_read_key": (meta or b"").hex()}
+    else:
+        line |= {"meta_read_key": opts.meta_read_key, "file_read_key": opts.file_read_key}
+    return orjson.dumps(line).decode()

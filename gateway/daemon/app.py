@@ -21,49 +21,43 @@ from typing import Any
 
 import uvicorn
 
-from dockgate.api import create_app
+from dockgate.api import ApiLimits, create_app, server_config
 from dockgate.api.gbfs import GbfsSettings
 from dockgate.api.metrics import GatewayMetrics
 from dockgate.api.ports import FlowCommandSender, SunPlayVerifier
 from dockgate.api.status import status_router
 from dockgate.drivers.mqtt import MqttClosed, MqttDriver
-from dockgate.drivers.readers.base import ReaderDriver
+from dockgate.drivers.readers import ReaderSpec, make_reader
 from dockgate.gateway.daemon.points import points
 from dockgate.gateway.daemon.settings import DaemonSettings, ReaderSettings
 from dockgate.gateway.daemon.snapshot import status_snapshot
-from dockgate.gateway.daemon.supervisor import Supervisor
+from dockgate.gateway.daemon.supervisor import PartRunner, Supervisor
 from dockgate.gateway.flow import RideFlow
 from dockgate.gateway.outbox import Outbox, Priority
 from dockgate.gateway.protocol import DeviceKind
-from dockgate.gateway.rules import BundleHolder, RulesEngine, load_bundle
+from dockgate.gateway.readers import ReaderDriver, ReaderStatus
+from dockgate.gateway.rules import BundleHolder, RuleBundle, RulesEngine, load_bundle
 from dockgate.gateway.store import Database, Store
-from dockgate.gateway.sun import ReplayStore, SunVerifier
+from dockgate.gateway.sun import SunVerifier
 from dockgate.gateway.taps import Tap, TapHandler
-from dockgate.gateway.telemetry import TelemetrySink
+from dockgate.gateway.telemetry import SinkPolicy, TelemetrySink
 
 log = logging.getLogger("dockgate.daemon")
 
 
-def make_reader(settings: ReaderSettings) -> ReaderDriver:
-    """The driver for one configured reader (imports only the transport it needs)."""
-    if settings.driver == "pcsc":
-        from dockgate.drivers.readers.pcsc import PcscDriver
-
-        return PcscDriver(settings.pcsc_readers or None)
-    if settings.driver == "nfcpy":
-        from dockgate.drivers.readers.nfcpy_reader import NfcpyReader
-
-        return NfcpyReader(settings.path or "usb", reader_id=settings.id)
-    from dockgate.drivers.readers.pn532 import Pn532Reader
-
-    return Pn532Reader(settings.path or "", reader_id=settings.id)
+def _reader_spec(settings: ReaderSettings) -> ReaderSpec:
+    """A configured reader as the reader factory's spec."""
+    return ReaderSpec(
+        settings.driver,
+        path=settings.path,
+        reader_id=settings.id,
+        pcsc_readers=tuple(settings.pcsc_readers),
+    )
 
 
-def _reader_status(status: Any) -> dict[str, Any]:
+def _reader_status(status: ReaderStatus) -> dict[str, Any]:
     """A reader's status as a plain dict (``ReaderStatus`` is a slots dataclass: no ``vars``)."""
-    if dataclasses.is_dataclass(status) and not isinstance(status, type):
-        return dataclasses.asdict(status)
-    return dict(vars(status))
+    return dataclasses.asdict(status)
 
 
 def _numeric_version(version: object) -> float:
@@ -111,7 +105,8 @@ class Daemon:
             },
             max_pending=s.outbox.max_pending,
         )
-        self.replay = ReplayStore(s.sun.replay_db or data_dir / "sun-replay.sqlite3")
+        self.replay = self.store.replay  # a separate replay file of an earlier version: taken over
+        self.replay.import_file(s.sun.replay_db or data_dir / "sun-replay.sqlite3")
         self.verifier = SunVerifier(s.sun, self.replay)
         self.taps = TapHandler(self.verifier)
         bundle = self._initial_bundle()
@@ -133,10 +128,10 @@ class Daemon:
             # an unlock sent before a crash may still be executed until the driver gives up
             outcome_timeout=s.mqtt.command_timeout + s.mqtt.outcome_timeout,
         )
-        self._next_vehicle_id = max((int(v["id"]) for v in self.store.vehicles()), default=0) + 1
-        self._known_serials = {v["serial_number"] for v in self.store.vehicles()}
+        self._next_vehicle_id = max((v.id for v in self.store.vehicles.all()), default=0) + 1
+        self._known_serials = {v.serial_number for v in self.store.vehicles.all()}
         for reader in s.readers:
-            self.readers[reader.id] = make_reader(reader)
+            self.readers[reader.id] = make_reader(_reader_spec(reader))
 
     def _make_sink(self) -> TelemetrySink | None:
         """The time-series sink, if enabled: its queue is bounded and apart from the outbox."""
@@ -148,7 +143,7 @@ class Daemon:
             token=t.token.get_secret_value(),
             org=t.org,
             bucket=t.bucket,
-            max_queue=t.max_queue,
+            policy=SinkPolicy(max_queue=t.max_queue),
         )
 
     def _seed_topology(self) -> None:
@@ -156,12 +151,12 @@ class Daemon:
         s = self.settings
         net = s.site.network_id
         with self.store.transaction():
-            self.store.upsert_network(net, s.site.name)
+            self.store.topology.upsert_network(net, s.site.name)
             if s.stations:
                 first = s.stations[0]
-                self.store.upsert_cluster(net, net, s.site.name, first.lat, first.lon)
+                self.store.topology.upsert_cluster(net, net, s.site.name, first.lat, first.lon)
             for st in s.stations:
-                self.store.upsert_station(
+                self.store.topology.upsert_station(
                     st.id,
                     net,
                     st.name or st.device_id,
@@ -171,23 +166,23 @@ class Daemon:
                     max_unlock_distance=st.max_unlock_distance,
                 )
                 for number in range(1, st.spots + 1):
-                    self.store.upsert_spot(st.id * 1000 + number, st.id, number)
+                    self.store.topology.upsert_spot(st.id * 1000 + number, st.id, number)
 
     def _register_vehicle(self, serial: str) -> None:
         """A vehicle the site has not seen yet joins the fleet on its first valid message."""
         next_id = self._next_vehicle_id
         self._next_vehicle_id += 1
-        self.store.upsert_vehicle(next_id, self.settings.site.network_id, serial)
+        self.store.vehicles.upsert(next_id, self.settings.site.network_id, serial)
         self._known_serials.add(serial)
         log.info("new vehicle", extra={"serial": serial, "vehicle_id": next_id})
 
-    def _initial_bundle(self) -> Any:
+    def _initial_bundle(self) -> RuleBundle:
         """The last bundle the backend pushed, else the configured one."""
-        saved = self.store.current_bundle()
-        self._applied_bundle = saved["version"] if saved is not None else None
+        saved = self.store.bundles.current()
+        self._applied_bundle = saved.version if saved is not None else None
         if saved is not None:
             with contextlib.suppress(Exception):
-                return load_bundle(saved["body"])
+                return load_bundle(saved.body)
             log.warning("stored rule bundle no longer loads; using the configured one")
         return load_bundle(self.settings.rules.bundle)
 
@@ -212,10 +207,11 @@ class Daemon:
                         ):
                             self._register_vehicle(serial)
                     await self.flow.on_device_messages(batch)
+                    driver.acknowledge_delivered()  # only now may the broker forget them
             finally:
                 self.metrics.broker_up.set(0)
 
-    def _reader_part(self, settings: ReaderSettings, driver: ReaderDriver) -> Any:
+    def _reader_part(self, settings: ReaderSettings, driver: ReaderDriver) -> PartRunner:
         async def run() -> None:
             async with driver:
                 async for event in driver.taps():
@@ -254,9 +250,10 @@ class Daemon:
             gbfs=GbfsSettings(name=s.site.name),
             metrics=self.metrics,
             extra_routers=[status_router(self.snapshot)],
+            limits=ApiLimits(body_bytes=s.api.max_body, large_body_bytes=s.api.max_bundle_body),
         )
         app.state.health_provider = self.health
-        config = uvicorn.Config(
+        config = server_config(  # the app's limits: head/body timeouts, connection cap
             app, host=s.api.host, port=s.api.port, log_level="warning", access_log=False
         )
         server = _QuietServer(config)
@@ -297,12 +294,12 @@ class Daemon:
 
     def _apply_pushed_bundle(self) -> None:
         """Swap in a bundle the backend pushed through the API (it was checked on the way in)."""
-        saved = self.store.current_bundle()
-        if saved is None or saved["version"] == self._applied_bundle:
+        saved = self.store.bundles.current()
+        if saved is None or saved.version == self._applied_bundle:
             return
-        self._applied_bundle = saved["version"]
+        self._applied_bundle = saved.version
         try:
-            bundle = load_bundle(saved["body"])
+            bundle = load_bundle(saved.body)
         except Exception as exc:  # checked at push time; a failure here keeps the running one
             log.error("pushed rule bundle does not load", extra={"error": str(exc)[:200]})
             return

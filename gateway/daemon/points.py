@@ -7,11 +7,12 @@ free spots and mains power. Tags are the network and the device's own id, so ser
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from dockgate.gateway.protocol import Channel, DeviceMessage, PowerEvent, StationStatus, Telemetry
 
-Point = tuple[str, dict[str, str | int], dict[str, Any], float]
+Tags = dict[str, str | int]
+Fields = dict[str, float | int | bool | str]
+Point = tuple[str, Tags, Fields, float]  # measurement, tags, fields, epoch seconds
 
 
 def points(message: DeviceMessage) -> Iterator[Point]:
@@ -19,7 +20,7 @@ def points(message: DeviceMessage) -> Iterator[Point]:
     payload = message.payload
     ts = payload.ts / 1000.0
     if message.channel is Channel.TELEMETRY and isinstance(payload, Telemetry):
-        tags = {"network": message.device.network, "vehicle": payload.device_id}
+        tags: Tags = {"network": message.device.network, "vehicle": payload.device_id}
         yield (
             "vehicle",
             tags,

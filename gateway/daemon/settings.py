@@ -42,8 +42,8 @@ class _Part(BaseModel):
 class SiteSettings(_Part):
     """Who this gateway is and where it keeps its state."""
 
-    name: str = Field("dockgate site", min_length=1, max_length=80)
-    network_id: int = Field(1, ge=1, lt=10**9)
+    name: str = Field(default="dockgate site", min_length=1, max_length=80)
+    network_id: int = Field(default=1, ge=1, lt=10**9)
     data_dir: Path = Path("/var/lib/dockgate")
 
 
@@ -52,12 +52,19 @@ class StationSettings(_Part):
 
     id: int = Field(ge=1)
     device_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
-    name: str = Field("", max_length=80)
+    name: str = Field(default="", max_length=80)
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
-    spots: int = Field(8, ge=1, le=64)
+    spots: int = Field(default=8, ge=1, le=64)
     badge_reader: bool = True
-    max_unlock_distance: int = Field(25, ge=25, le=500)
+    max_unlock_distance: int = Field(default=25, ge=25, le=500)
+
+
+Scope = Literal["sync", "read"]
+
+
+def _read_scope() -> list[Scope]:
+    return ["read"]
 
 
 class ApiToken(_Part):
@@ -65,7 +72,7 @@ class ApiToken(_Part):
 
     name: str = Field(min_length=1, max_length=40)
     token: SecretStr = Field(min_length=16)
-    scopes: list[Literal["sync", "read"]] = Field(default_factory=lambda: ["read"], min_length=1)
+    scopes: list[Scope] = Field(default_factory=_read_scope, min_length=1)
 
 
 class ApiSettings(_Part):
@@ -73,8 +80,11 @@ class ApiSettings(_Part):
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (tests, the demo)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests, the demo)
     tokens: list[ApiToken] = Field(default_factory=list)
+    # request body limits in bytes, enforced after the token check (rule bundles get the second)
+    max_body: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
+    max_bundle_body: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024, le=256 * 1024 * 1024)
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> ApiSettings:
@@ -105,7 +115,7 @@ class ReaderSettings(_Part):
 class RulesSettings(_Part):
     """The rule bundle enforced at start-up (the backend can push newer ones)."""
 
-    bundle: Path | None = DEFAULT_BUNDLE
+    bundle: Path = DEFAULT_BUNDLE
 
 
 class TelemetrySettings(_Part):
@@ -116,16 +126,16 @@ class TelemetrySettings(_Part):
     token: SecretStr = SecretStr("")
     org: str = "dockgate"
     bucket: str = "dockgate"
-    max_queue: int = Field(50_000, ge=100)
+    max_queue: int = Field(default=50_000, ge=100)
 
 
 class OutboxSettings(_Part):
     """Bounds of the durable outbox per class (critical alerts are never bounded)."""
 
-    outcome: int | None = Field(1_000_000, ge=1)
-    state: int | None = Field(200_000, ge=1)
-    telemetry: int | None = Field(50_000, ge=1)
-    max_pending: int | None = Field(2_000_000, ge=1)
+    outcome: int | None = Field(default=1_000_000, ge=1)
+    state: int | None = Field(default=200_000, ge=1)
+    telemetry: int | None = Field(default=50_000, ge=1)
+    max_pending: int | None = Field(default=2_000_000, ge=1)
 
 
 class LoggingSettings(_Part):
@@ -182,7 +192,9 @@ def _relative_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
     fixes = [("site", "data_dir"), ("rules", "bundle"), ("sun", "profiles_file")]
     for table, key in [*fixes, ("sun", "replay_db")]:
         section = doc.get(table)
-        value = section.get(key) if isinstance(section, dict) else None
+        if not isinstance(section, dict):
+            continue
+        value = section.get(key)
         if isinstance(value, str) and not Path(value).is_absolute():
             section[key] = str((base / value).resolve())
     return doc

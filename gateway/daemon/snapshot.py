@@ -8,23 +8,23 @@ from __future__ import annotations
 from typing import Any
 
 from dockgate.gateway.rules import RuleBundle
-from dockgate.gateway.store import Store
+from dockgate.gateway.store import AlertQuery, Store
 
 
 def _map(store: Store, bundle: RuleBundle) -> dict[str, Any]:
     config = bundle.config
     border = getattr(config, "border", None)
     stations = []
-    for st in store.all_stations():
-        spots = store.spots(st["id"])
+    for st in store.topology.stations():
+        spots = store.topology.spots(st.id)
         stations.append(
             {
-                "id": st["id"],
-                "name": st["name"],
-                "lat": st["lat"],
-                "lon": st["lon"],
+                "id": st.id,
+                "name": st.name,
+                "lat": st.lat,
+                "lon": st.lon,
                 "spots_total": len(spots),
-                "spots_free": sum(1 for sp in spots if sp["vehicle_id"] is None),
+                "spots_free": sum(1 for sp in spots if sp.vehicle_id is None),
             }
         )
     return {
@@ -51,19 +51,19 @@ def status_snapshot(
     taps: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Everything ``api/status/page.html`` draws, as plain JSON-able data."""
-    open_alerts = store.alerts([], resolved=False, page_size=50)
-    alerted = {a["vehicle_id"] for a in open_alerts if a["vehicle_id"] is not None}
-    fleet = store.vehicles()
-    serials = {v["id"]: v["serial_number"] for v in fleet}
+    open_alerts = store.alerts.query(AlertQuery(resolved=False, page_size=50))
+    alerted = {a.vehicle_id for a in open_alerts if a.vehicle_id is not None}
+    fleet = store.vehicles.all()
+    serials = {v.id: v.serial_number for v in fleet}
     vehicles = [
         {
-            "id": v["serial_number"],
-            "lat": v["lat"],
-            "lon": v["lon"],
-            "battery": v["battery"],
-            "locked": bool(v["is_locked"]),
-            "trip_id": v["trip_id"],
-            "alert": v["id"] in alerted,
+            "id": v.serial_number,
+            "lat": v.lat,
+            "lon": v.lon,
+            "battery": v.battery,
+            "locked": bool(v.is_locked),
+            "trip_id": v.trip_id,
+            "alert": v.id in alerted,
         }
         for v in fleet
     ]
@@ -73,11 +73,13 @@ def status_snapshot(
         "vehicles": vehicles,
         "alerts": [
             {
-                "type": a["alert_type"],
-                "severity": a["alert_severity"],
-                "vehicle_id": serials.get(a["vehicle_id"], a["vehicle_id"]),
-                "station_id": a["station_id"],
-                "created_at": a["creation_date"],
+                "type": a.alert_type,
+                "severity": a.alert_severity,
+                "vehicle_id": serials.get(a.vehicle_id, a.vehicle_id)
+                if a.vehicle_id is not None
+                else None,
+                "station_id": a.station_id,
+                "created_at": a.creation_date,
             }
             for a in open_alerts
         ],

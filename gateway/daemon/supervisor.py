@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from dockgate.gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +46,15 @@ class PartHealth:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Jittered exponential backoff: ``initial * factor**n``, capped, with +-``jitter`` share."""
-
-    initial: float = 0.5
-    factor: float = 2.0
-    cap: float = 30.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.cap, self.initial * self.factor ** max(0, attempt))
-        return base * (1 + random.uniform(-self.jitter, self.jitter))
+# A failed part comes back after 0.5 s, then 1, 2, 4 ... up to 30 s, each +-20 %.
+RESTART_BACKOFF = Backoff(initial=0.5, cap=30.0, jitter=0.2)
 
 
 class Supervisor:
     """Keeps named parts running until :meth:`run` is cancelled or :meth:`stop` is called."""
 
-    def __init__(self, backoff: Backoff | None = None, healthy_after: float = 30.0) -> None:
-        self.backoff = backoff or Backoff()
+    def __init__(self, backoff: Backoff = RESTART_BACKOFF, healthy_after: float = 30.0) -> None:
+        self.backoff = backoff
         self.healthy_after = healthy_after
         self._parts: dict[str, PartRunner] = {}
         self.health: dict[str, PartHealth] = {}

@@ -11,11 +11,21 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
 from dockgate.gateway.demo._check import StepFailed
+
+
+class FeedEvent(TypedDict):
+    """One event of ``/api/v1/events`` as the backend stores it (the fields the demo reads)."""
+
+    cursor: int
+    kind: str
+    priority: str
+    idempotency_key: str
+    payload: dict[str, Any]
 
 
 class BackendClient:
@@ -26,7 +36,7 @@ class BackendClient:
             base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0
         )
         self.cursor = 0
-        self.received: list[dict[str, Any]] = []
+        self.received: list[FeedEvent] = []
         self.errors = 0
         self._running = asyncio.Event()
         self._running.set()

@@ -95,7 +95,8 @@ async def _main(opts: DemoOptions) -> int:
                 [
                     f"API {site.api_url}/api/v1 (docs {site.api_url}/docs; tokens in "
                     f"{site.token_path})",
-                    f"status page {site.api_url}/status",
+                    f"status page {site.api_url}/status/public (the full page: /status"
+                    f"?private_token=<read token from {site.token_path}>)",
                     f"gateway log {site.log_path}",
                 ]
             )
@@ -107,7 +108,9 @@ async def _main(opts: DemoOptions) -> int:
                 failed = next(line for line in lines if line.state == "FAILED")
                 report.summary(f"FAILED at step {failed.number} {failed.name}: {failed.detail}")
             if not opts.once:
-                report.summary(f"the site stays live at {site.api_url}/status; Ctrl-C stops it")
+                report.summary(
+                    f"the site stays live at {site.api_url}/status/public; Ctrl-C stops it"
+                )
                 await stop.wait()
         except Interrupted:
             report.summary("interrupted: stopping everything the demo started")

@@ -145,7 +145,7 @@ class DemoSite:
                 self.scooters[serial] = sim
         store = self.daemon.store
         await until(
-            lambda: {v["serial_number"] for v in store.vehicles()} >= set(self.scooters),
+            lambda: {v.serial_number for v in store.vehicles.all()} >= set(self.scooters),
             "every scooter known to the gateway",
         )
         for spec in STATIONS:
@@ -156,17 +156,19 @@ class DemoSite:
                 st.dock(number, serial)
         docked = sum(len(s.docked) for s in STATIONS)
         await until(
-            lambda: sum(1 for v in store.vehicles() if v["spot_id"]) >= docked,
+            lambda: sum(1 for v in store.vehicles.all() if v.spot_id) >= docked,
             "every scooter docked in the gateway's store",
         )
 
     async def _seed_riders(self) -> None:
         """What a backend does for a new rider: account with credit, product, record, pairing."""
         assert self.backend is not None
-        keys = {"meta_read_key": self.keys.meta_read_key, "file_read_key": self.keys.file_read_key}
+        meta, file = self.keys.meta_read_key, self.keys.file_read_key
         card_uid, ring_uid = new_uid(), new_uid()  # not the presets: tests may share pcscd
-        self.tags["card"] = card(card_uid, **keys)
-        self.tags["ring"] = ring(ring_uid, record=str(RING_RECORD), **keys)
+        self.tags["card"] = card(card_uid, meta_read_key=meta, file_read_key=file)
+        self.tags["ring"] = ring(
+            ring_uid, record=str(RING_RECORD), meta_read_key=meta, file_read_key=file
+        )
         api = self.backend
         for rider, name, kind, uid, record in (
             (CARD_RIDER, "Giulia (card)", "card", card_uid, None),
@@ -178,7 +180,11 @@ class DemoSite:
                 {"name": name, "credit": 2000, "first_purchase_done": True},
             )
             product = await api.send("POST", "/api/v1/products", {"name": name, "kind": kind})
-            body = {"technology": "nfc", "token_encryption": "aes-128", "uid": uid.hex()}
+            body: dict[str, str | int] = {
+                "technology": "nfc",
+                "token_encryption": "aes-128",
+                "uid": uid.hex(),
+            }
             if record is not None:
                 body["id"] = record
             await api.send("POST", f"/api/v1/products/{product['id']}/records", body)

@@ -103,7 +103,7 @@ async def _insert(vpcd: VpcdCard, wait: float = 20.0) -> None:
 
 def serial_of(site: DemoSite, vehicle_id: int) -> str:
     assert site.daemon is not None
-    return str(site.daemon.store.vehicle(vehicle_id)["serial_number"])
+    return site.daemon.store.vehicles.get(vehicle_id).serial_number
 
 
 def backend(site: DemoSite) -> Any:

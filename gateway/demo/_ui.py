@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rich.console import Console, Group
@@ -121,7 +121,8 @@ class LiveReport(PlainReport):
             if site is not None and site.daemon is not None and site.daemon.api_port:
                 with contextlib.suppress(Exception):
                     self._snapshot = await site.daemon.snapshot()
-                    self._snapshot["trips"] = site.daemon.store.trips(limit=20)
+                    trips = site.daemon.store.trips.page(limit=20)
+                    self._snapshot["trips"] = [asdict(t) for t in trips]
             if self._live is not None:
                 self._live.update(self._render())
             await asyncio.sleep(0.5)

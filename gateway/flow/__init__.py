@@ -9,7 +9,10 @@ async for msg in driver.messages():
 """
 
 from dockgate.gateway.flow._commands import CommandRunner, Settled, command_id_for
-from dockgate.gateway.flow._flow import Recovery, RideFlow, tap_key
+from dockgate.gateway.flow._flow import RideFlow
+from dockgate.gateway.flow._recover import Recovery
+from dockgate.gateway.flow._settings import FlowOptions, FlowSettings
+from dockgate.gateway.flow._taps import tap_key
 from dockgate.gateway.flow._types import REFUSALS, CommandPort, CommandResult, Rental, TapDecision
 
 __all__ = [
@@ -17,6 +20,8 @@ __all__ = [
     "CommandPort",
     "CommandResult",
     "CommandRunner",
+    "FlowOptions",
+    "FlowSettings",
     "Recovery",
     "Rental",
     "RideFlow",

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockgate.gateway.flow._types import CommandPort
-from dockgate.gateway.outbox import Outbox, Priority
+from dockgate.gateway.outbox import Outbox, Publication, events
 from dockgate.gateway.protocol import COMMAND_ADAPTER, Command, DeviceKind, DeviceRef
-from dockgate.gateway.store import Store, StoreError
+from dockgate.gateway.store import JournalEntry, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,21 @@ def command_id_for(key: str) -> str:
 
 def build_command(fields: dict[str, Any], key: str) -> Command:
     return COMMAND_ADAPTER.validate_python({**fields, "cmd_id": command_id_for(key)})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the driver said of a command (``attempts``: publishes; None if never sent here)."""
+
+    status: str
+    reason: str | None
+    attempts: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The journal's ``outcome`` JSON (and the outcome event's fields)."""
+        if self.attempts is None:
+            return {"status": self.status, "reason": self.reason}
+        return {"status": self.status, "reason": self.reason, "attempts": self.attempts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +111,7 @@ class CommandRunner:
         *,
         ctx: dict[str, Any] | None = None,
         trip_id: int | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> JournalEntry | None:
         """Write the command down (joins an open transaction); None if the key exists."""
         command = build_command(fields, key)  # refuse a malformed command before journaling
         kind = "spot" if fields["cmd"] in ("unlock-spot", "lock-spot") else device.kind.value
@@ -105,7 +120,7 @@ class CommandRunner:
             "cmd": fields,
             "ctx": ctx or {},
         }
-        entry, created = self.store.journal_command(
+        entry, created = self.store.commands.journal(
             key, kind, target_id, fields["cmd"], args, trip_id=trip_id
         )
         if not created:
@@ -113,13 +128,13 @@ class CommandRunner:
         built = self._built
         if len(built) >= 100_000:  # entries never dispatched (a rolled-back batch): forget
             built.clear()
-        built[entry["id"]] = (entry["args"], key, device, command)
+        built[entry.id] = (entry.args, key, device, command)
         return entry
 
     @staticmethod
-    def parse(entry: dict[str, Any]) -> tuple[DeviceRef, dict[str, Any], dict[str, Any]] | None:
+    def parse(entry: JournalEntry) -> tuple[DeviceRef, dict[str, Any], dict[str, Any]] | None:
         """(device, command fields, context) of a flow-journaled entry; None for others."""
-        args = json.loads(entry["args"]) if isinstance(entry["args"], str) else entry["args"]
+        args = json.loads(entry.args)
         if not isinstance(args, dict) or "device" not in args or "cmd" not in args:
             return None
         net, kind, device_id = args["device"]
@@ -127,7 +142,7 @@ class CommandRunner:
 
     async def dispatch(
         self,
-        entry: dict[str, Any],
+        entry: JournalEntry,
         *,
         on_send: Callable[[], None] | None = None,
         marked: bool = False,
@@ -137,18 +152,18 @@ class CommandRunner:
         ``on_send`` is called just before the command is handed to the port (latency probes).
         ``marked``: the caller has already marked it ``sent`` (many at once, just before).
         """
-        built = self._built.pop(entry["id"], None)
-        if built is not None and built[0] == entry["args"] and built[1] == entry["idempotency_key"]:
+        built = self._built.pop(entry.id, None)
+        if built is not None and built[0] == entry.args and built[1] == entry.idempotency_key:
             device, command = built[2], built[3]
             fields = {"cmd": command.cmd}
         else:
             parsed = self.parse(entry)
             if parsed is None:
-                raise ValueError(f"command {entry['id']} was not journaled by the flow")
+                raise ValueError(f"command {entry.id} was not journaled by the flow")
             device, fields, _ctx = parsed
-            command = build_command(fields, entry["idempotency_key"])
+            command = build_command(fields, entry.idempotency_key)
         if not marked:
-            self.store.mark_command(entry["id"], "sent")
+            self.store.commands.mark(entry.id, "sent")
         if on_send is not None:
             with contextlib.suppress(Exception):  # a probe never stops a command
                 on_send()
@@ -161,41 +176,34 @@ class CommandRunner:
             log.warning("flow: sending %s failed: %s", fields["cmd"], type(exc).__name__)
             status, reason, attempts = "not-sent", type(exc).__name__, 0
         state = JOURNAL_STATE.get(status, "failed")
-        await self._settle_grouped(
-            entry, state, {"status": status, "reason": reason, "attempts": attempts}
-        )
-        return Settled(entry["id"], state, status, reason)
+        await self._settle_grouped(entry, state, Outcome(status, reason, attempts))
+        return Settled(entry.id, state, status, reason)
 
-    def settle(self, entry: dict[str, Any], state: str, outcome: dict[str, Any]) -> None:
+    def settle(self, entry: JournalEntry, state: str, outcome: Outcome) -> None:
         """Record a command's end and its outbox event together, now."""
         with self.store.transaction():
-            self.store.mark_command(entry["id"], state, outcome)
-            self.outbox.append_many([self._outcome_event(entry, state, outcome)])
+            self.store.commands.mark(entry.id, state, outcome.as_dict())
+            self.outbox.publish_many([self._outcome_event(entry, state, outcome)])
 
     def _outcome_event(
-        self, entry: dict[str, Any], state: str, outcome: dict[str, Any], at: float | None = None
-    ) -> tuple[str, dict[str, Any], str, Priority, None]:
-        return (
-            "command.outcome",
-            {
-                "command_id": entry["id"],
-                "command": entry["command"],
-                "target_kind": entry["target_kind"],
-                "target_id": entry["target_id"],
-                "trip_id": entry.get("trip_id"),
-                "state": state,
-                **outcome,
-                "at": self.clock() if at is None else at,
-            },
-            f"cmd:{entry['id']}:{state}",
-            Priority.OUTCOME,
-            None,
+        self, entry: JournalEntry, state: str, outcome: Outcome, at: float | None = None
+    ) -> Publication:
+        event = events.CommandSettled(
+            entry.id,
+            entry.command,
+            entry.target_kind,
+            entry.target_id,
+            entry.trip_id,
+            state,
+            outcome.status,
+            outcome.reason,
+            outcome.attempts,
+            self.clock() if at is None else at,
         )
+        return event, f"cmd:{entry.id}:{state}", None
 
     # -- grouped settles -----------------------------------------------------------------------
-    async def _settle_grouped(
-        self, entry: dict[str, Any], state: str, outcome: dict[str, Any]
-    ) -> None:
+    async def _settle_grouped(self, entry: JournalEntry, state: str, outcome: Outcome) -> None:
         """Queue a settle for the next group commit and wait until it is durable."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -227,16 +235,18 @@ class CommandRunner:
             return
         try:
             with self.store.transaction():
-                self.store.settle_commands((q.entry["id"], q.state, q.outcome) for q in group)
-                self.outbox.append_many(
+                self.store.commands.settle_many(
+                    (q.entry.id, q.state, q.outcome.as_dict()) for q in group
+                )
+                self.outbox.publish_many(
                     [self._outcome_event(q.entry, q.state, q.outcome, q.at) for q in group]
                 )
         except (StoreError, sqlite3.Error):  # one bad entry must not fail the others
             for q in group:
                 try:
                     with self.store.transaction():
-                        self.store.mark_command(q.entry["id"], q.state, q.outcome)
-                        self.outbox.append_many(
+                        self.store.commands.mark(q.entry.id, q.state, q.outcome.as_dict())
+                        self.outbox.publish_many(
                             [self._outcome_event(q.entry, q.state, q.outcome, q.at)]
                         )
                 except Exception as exc:
@@ -256,9 +266,9 @@ class CommandRunner:
 
 @dataclass(slots=True)
 class _QueuedSettle:
-    entry: dict[str, Any]
+    entry: JournalEntry
     state: str
-    outcome: dict[str, Any]
+    outcome: Outcome
     at: float
     done: asyncio.Future[None]
 

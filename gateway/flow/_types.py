@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from dockgate.gateway.protocol import Command, DeviceRef
 
@@ -28,13 +28,18 @@ REFUSALS = (
 )
 
 TapStatus = Literal["unlocked", "unlocking", "refused", "duplicate"]
+RentalState = Literal["unlocking", "open", "unknown"]
 
 
 class CommandResult(Protocol):
     """What the port returns (``dockgate.drivers.mqtt.CommandOutcome`` has these)."""
 
-    status: Any  # a str enum: done, accepted, failed, rejected, expired, no-ack, ...
-    attempts: int
+    @property
+    def status(self) -> str:
+        """A str enum: done, accepted, failed, rejected, expired, no-ack, ..."""
+
+    @property
+    def attempts(self) -> int: ...
 
     @property
     def reason(self) -> str | None: ...
@@ -84,6 +89,6 @@ class Rental:
     spot: int
     reader: str | None
     created_at: float
-    state: Literal["unlocking", "open", "unknown"] = "unlocking"
+    state: RentalState = "unlocking"
     done: asyncio.Event = field(default_factory=asyncio.Event)
     sent_at: float = 0.0

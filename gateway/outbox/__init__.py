@@ -1,5 +1,29 @@
-"""The durable, prioritised outbox of events and alerts for the fleet backend."""
+"""The durable, prioritised outbox of events and alerts for the fleet backend.
 
-from dockgate.gateway.outbox._outbox import DEFAULT_LIMITS, ClassStats, Event, Outbox, Priority
+Production code publishes typed events (``dockgate.gateway.outbox.events``); ``append`` takes
+any kind and JSON payload (benchmarks and tests fill the outbox with it).
+"""
 
-__all__ = ["DEFAULT_LIMITS", "ClassStats", "Event", "Outbox", "Priority"]
+from dockgate.gateway.outbox import events
+from dockgate.gateway.outbox._outbox import (
+    DEFAULT_LIMITS,
+    ClassStats,
+    Event,
+    NewEvent,
+    Outbox,
+    Publication,
+)
+from dockgate.gateway.outbox._priority import Priority
+from dockgate.gateway.outbox.events import OutboxEvent
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ClassStats",
+    "Event",
+    "NewEvent",
+    "Outbox",
+    "OutboxEvent",
+    "Priority",
+    "Publication",
+    "events",
+]

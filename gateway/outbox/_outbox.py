@@ -8,7 +8,6 @@ a million.
 
 from __future__ import annotations
 
-import enum
 import sqlite3
 import threading
 import time
@@ -18,29 +17,9 @@ from typing import Any
 
 import orjson
 
-from dockgate.gateway.store._db import Database, StoreError
-
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE outbox_events (
-        cursor INTEGER PRIMARY KEY AUTOINCREMENT, priority INTEGER NOT NULL,
-        kind TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, compact_key TEXT,
-        created_at REAL NOT NULL, payload BLOB NOT NULL
-    );
-    CREATE INDEX outbox_by_priority ON outbox_events(priority, cursor);
-    CREATE INDEX outbox_by_compact_key ON outbox_events(compact_key)
-        WHERE compact_key IS NOT NULL;
-    CREATE TABLE outbox_stats (
-        priority INTEGER PRIMARY KEY, pending INTEGER NOT NULL DEFAULT 0,
-        appended INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0,
-        compacted INTEGER NOT NULL DEFAULT 0, acked INTEGER NOT NULL DEFAULT 0
-    );
-    INSERT INTO outbox_stats(priority) VALUES (0), (1), (2), (3);
-    CREATE TABLE outbox_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    INSERT INTO outbox_meta(name, value) VALUES ('acked_cursor', 0)
-    """,
-]
-
+from dockgate.gateway.outbox._priority import Priority
+from dockgate.gateway.outbox.events import OutboxEvent
+from dockgate.gateway.store import Database, StoreError, migrate
 
 RawEvent = tuple[int, int, str, str, float, bytes]
 _CACHE = "outbox.pending"
@@ -52,17 +31,10 @@ _INSERT = (
 )
 
 
-class Priority(enum.IntEnum):
-    """Outbox classes, most important first; lower classes give way first."""
-
-    CRITICAL = 0  # critical fleet alerts: never dropped
-    OUTCOME = 1  # command outcomes and trips
-    STATE = 2  # vehicle, spot and station state (compactable by key)
-    TELEMETRY = 3  # telemetry summaries
-
-
 #: An event to append: (kind, payload, idempotency_key, priority, compact_key).
 NewEvent = tuple[str, Any, str, Priority, str | None]
+#: A typed event to publish: (event, idempotency_key, compact_key).
+Publication = tuple[OutboxEvent, str, str | None]
 
 
 DEFAULT_LIMITS: dict[Priority, int | None] = {
@@ -128,7 +100,7 @@ class Outbox:
             if limit is not None and limit < 1:
                 raise StoreError(f"outbox limit for {cls.name} must be at least 1")
         self.max_pending = max_pending
-        db.migrate("outbox", MIGRATIONS)
+        migrate(db)  # the outbox tables are part of the one schema history
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
 
@@ -146,6 +118,18 @@ class Outbox:
         return counts
 
     # -- writing ---------------------------------------------------------------------------
+    def publish(
+        self, event: OutboxEvent, *, idempotency_key: str, compact_key: str | None = None
+    ) -> int:
+        """Append a typed event (its kind and class are its own); see ``append``."""
+        return self.publish_many([(event, idempotency_key, compact_key)])[0]
+
+    def publish_many(self, events: Sequence[Publication]) -> list[int]:
+        """Append typed events ``(event, idempotency_key, compact_key)``; see ``append_many``."""
+        return self.append_many(
+            [(e.KIND, e.payload(), key, e.PRIORITY, compact) for e, key, compact in events]
+        )
+
     def append(
         self,
         kind: str,
@@ -190,11 +174,11 @@ class Outbox:
                 compacted = 0
                 if compact_key is not None and priority >= Priority.STATE:
                     compacted = conn.execute(_COMPACT, (compact_key, int(priority))).rowcount
-                cursor = int(
-                    conn.execute(
-                        _INSERT, (int(priority), kind, key, compact_key, now, body)
-                    ).lastrowid
-                )
+                cursor = conn.execute(
+                    _INSERT, (int(priority), kind, key, compact_key, now, body)
+                ).lastrowid
+                if cursor is None:  # pragma: no cover - an INSERT always sets it
+                    raise StoreError(f"outbox event {key!r} was not stored")
                 cursors.append(cursor)
                 d = delta.setdefault(priority, [0, 0])
                 d[0] += 1

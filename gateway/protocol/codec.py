@@ -85,7 +85,7 @@ def _schema_detail(exc: ValidationError) -> str:
 
 def decode(
     topic: str,
-    payload: bytes,
+    payload: bytes | bytearray,
     *,
     received_at: float | None = None,
     retained: bool = False,
@@ -99,7 +99,7 @@ def decode(
     except TopicError as exc:
         raise ProtocolError("bad-topic", str(exc)) from None
     try:
-        model = _ADAPTERS[info.channel].validate_json(payload)
+        model = _ADAPTERS[info.channel].validate_json(payload, strict=True)
     except ValidationError as exc:
         code = "bad-json" if exc.errors()[0]["type"] == "json_invalid" else "schema"
         raise ProtocolError(code, _schema_detail(exc)) from None
@@ -130,7 +130,7 @@ def decode_command(topic: str, payload: bytes, *, device: DeviceRef) -> Command:
     if topic != device.topic(Channel.CMD):
         raise ProtocolError("bad-topic", "not this device's command topic")
     try:
-        cmd = COMMAND_ADAPTER.validate_json(payload)
+        cmd = COMMAND_ADAPTER.validate_json(payload, strict=True)
     except ValidationError as exc:
         code = "bad-json" if exc.errors()[0]["type"] == "json_invalid" else "schema"
         raise ProtocolError(code, _schema_detail(exc)) from None

@@ -2,13 +2,16 @@
 own clock, ms since the Unix epoch) and `device_id` (must equal the id in the topic).
 
 Models are strict about unknown fields (`extra="forbid"`) so that a misspelt field is an
-error at the gateway rather than a silently ignored value.
+error at the gateway rather than a silently ignored value. What comes off the wire is
+validated in strict mode (``codec.decode``): `"80"` is not a battery level, `"yes"` is not a
+boolean; only what JSON cannot say otherwise is converted (an integer where a number is
+expected, a string naming an enum member). Models built in Python stay lax.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +24,7 @@ from dockgate.gateway.protocol.enums import (
     VehicleEventType,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 def now_ms() -> int:

@@ -14,7 +14,7 @@ vehicle has none and skip the book entirely: only vehicles with open alerts cost
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +24,19 @@ _RANK = {AlertSeverity.LOW: 0, AlertSeverity.HIGH: 1, AlertSeverity.CRITICAL: 2}
 
 
 @dataclass(slots=True)
-class _Open:
+class OpenAlert:
+    """An open alert as the book keeps it. Callers read it; only the book changes it."""
+
     severity: AlertSeverity
     raised_at: float
     last_emit: float
     occurrences: int = 1
     absent_since: float | None = None
+
+    def holds(self, severity: AlertSeverity) -> bool:
+        """Would the condition holding at ``severity`` change nothing? (present, not
+        absent, and no escalation)"""
+        return self.absent_since is None and _RANK[severity] <= _RANK[self.severity]
 
 
 @dataclass(slots=True)
@@ -39,22 +46,25 @@ class AlertBook:
     clear_after_s: float = 120.0
     update_interval_s: float = 60.0
     max_raises_per_hour: int = 6
-    _open: dict[str, dict[AlertType, _Open]] = field(default_factory=dict)
+    _open: dict[str, dict[AlertType, OpenAlert]] = field(default_factory=dict)
     _raises: dict[tuple[str, AlertType], deque[float]] = field(default_factory=dict)
 
     def is_open(self, vehicle_id: str, alert_type: AlertType) -> bool:
         return alert_type in self._open.get(vehicle_id, ())
 
-    def open_for(self, vehicle_id: str) -> dict[AlertType, Any] | None:
+    def open_for(self, vehicle_id: str) -> Mapping[AlertType, OpenAlert] | None:
         """The open alerts of a vehicle by type (None: none). Read-only for callers."""
         return self._open.get(vehicle_id)
 
+    def open_alert(self, vehicle_id: str, alert_type: AlertType) -> OpenAlert | None:
+        """The open alert of one type for a vehicle (None: none). Read-only for callers."""
+        per = self._open.get(vehicle_id)
+        return None if per is None else per.get(alert_type)
+
     def steady(self, vehicle_id: str, alert_type: AlertType, severity: AlertSeverity) -> bool:
         """Would ``present`` be a no-op? (open, not absent, no escalation)."""
-        cur = self._open.get(vehicle_id, {}).get(alert_type)
-        return (
-            cur is not None and cur.absent_since is None and _RANK[severity] <= _RANK[cur.severity]
-        )
+        cur = self.open_alert(vehicle_id, alert_type)
+        return cur is not None and cur.holds(severity)
 
     def present(
         self,
@@ -96,7 +106,7 @@ class AlertBook:
         recent.append(now)
         if per is None:
             per = self._open[vehicle_id] = {}
-        per[alert_type] = _Open(severity, now, now)
+        per[alert_type] = OpenAlert(severity, now, now)
         if callable(inputs):
             inputs = inputs()
         return AlertDecision(AlertAction.RAISE, alert_type, severity, vehicle_id, reason, inputs)
@@ -116,9 +126,9 @@ class AlertBook:
             return None
         if cur.absent_since is None:
             cur.absent_since = now
-        if now - cur.absent_since < self.clear_after_s:
+        if per is None or now - cur.absent_since < self.clear_after_s:
             return None
-        del per[alert_type]  # type: ignore[union-attr]
+        del per[alert_type]
         if not per:
             del self._open[vehicle_id]
         return AlertDecision(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from shapely.geometry.base import BaseGeometry
 
 from dockgate.gateway.rules import gbfs as gbfs_mod
-from dockgate.gateway.rules.config import DashboardBundle, Safety
+from dockgate.gateway.rules.config import DashboardBundle, Safety, VehicleSettings
 from dockgate.gateway.rules.errors import BundleError, Problem, pydantic_problems
 from dockgate.gateway.rules.geometry import (
     BorderIndex,
@@ -44,7 +45,7 @@ class RuleBundle:
     zones: ZoneIndex
     entries: tuple[IndexedZone, ...]
     timezone: ZoneInfo
-    vehicle_settings: dict[int, Any] = field(default_factory=dict)
+    vehicle_settings: dict[int, VehicleSettings] = field(default_factory=dict)
     plan: Plan | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -52,7 +53,7 @@ class RuleBundle:
         return self.config.safety
 
 
-def _read(data: dict | str | Path) -> tuple[Any, list[Problem]]:
+def _read(data: dict[str, Any] | str | Path) -> tuple[Any, list[Problem]]:
     if isinstance(data, dict):
         return data, []
     if isinstance(data, str) and data.lstrip().startswith(("{", "[")):
@@ -73,7 +74,7 @@ def _read(data: dict | str | Path) -> tuple[Any, list[Problem]]:
         return None, [Problem(str(path), f"cannot parse: {exc}")]
 
 
-def _polygon(shape: list, loc: str, problems: list[Problem]) -> BaseGeometry | None:
+def _polygon(shape: list[list[float]], loc: str, problems: list[Problem]) -> BaseGeometry | None:
     try:
         poly = polygon_from_shape(shape)
     except (ValueError, TypeError, shapely.errors.GEOSException) as exc:
@@ -92,7 +93,9 @@ def _valid(geom: BaseGeometry, loc: str, problems: list[Problem]) -> BaseGeometr
     return geom
 
 
-def _multipolygon(coords: list, loc: str, problems: list[Problem]) -> BaseGeometry | None:
+def _multipolygon(
+    coords: list[list[list[list[float]]]], loc: str, problems: list[Problem]
+) -> BaseGeometry | None:
     try:
         polys = [shapely.Polygon(p[0], p[1:]) for p in coords]
         geom = shapely.MultiPolygon(polys)
@@ -106,7 +109,7 @@ def _multipolygon(coords: list, loc: str, problems: list[Problem]) -> BaseGeomet
     return _valid(geom, loc, problems)
 
 
-def load_bundle(data: dict | str | Path) -> RuleBundle:
+def load_bundle(data: dict[str, Any] | str | Path) -> RuleBundle:
     """Load and check a dashboard-style bundle or a GBFS geofencing_zones document.
 
     ``data`` is a parsed object, JSON text, or a path to a ``.json``/``.toml`` file. Raises
@@ -138,7 +141,7 @@ def load_bundle(data: dict | str | Path) -> RuleBundle:
     return _compile(config, gb, "dashboard")
 
 
-def _raw_geometry_problems(doc: dict) -> list[Problem]:
+def _raw_geometry_problems(doc: dict[str, Any]) -> list[Problem]:
     """Geometry problems of shapes that are well-formed even though the bundle is not."""
     problems: list[Problem] = []
 
@@ -179,7 +182,7 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
         problems.append(
             Problem("parking_required", "a trip could end nowhere: no virtual_parkings given")
         )
-    shapes: list[list] = []
+    shapes: list[list[list[float]]] = []
     locs: list[str] = []
     entries: list[IndexedZone] = []
     for i, z in enumerate(config.speed_zones):
@@ -193,10 +196,10 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
     gbfs_geoms: list[BaseGeometry | None] = []
     if gb is not None:
         pre = "gbfs." if source == "dashboard" else ""
-        for i, z in enumerate(gb.zones):
+        for i, gz in enumerate(gb.zones):
             loc = f"{pre}data.geofencing_zones.features.{i}.geometry"
-            gbfs_geoms.append(_multipolygon(z.coordinates, loc, problems))
-            entries.append(IndexedZone(GBFS, i, z.name))
+            gbfs_geoms.append(_multipolygon(gz.coordinates, loc, problems))
+            entries.append(IndexedZone(GBFS, i, gz.name))
     # The frame is centred on the border (or on every zone): the middle of their bounds.
     if config.border is not None:
         anchor, _ = closed_rings([config.border.shape])
@@ -218,7 +221,7 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
         raise BundleError(problems)
     margin = max(config.safety.max_accuracy_m, config.safety.min_buffer_m) + 1.0
     border_idx = BorderIndex(border, margin) if border is not None else None
-    zone_idx = ZoneIndex(geoms)  # type: ignore[arg-type]
+    zone_idx = ZoneIndex([g for g in geoms if g is not None])  # all there: no problem was found
     entries_t = tuple(entries)
     return RuleBundle(
         version=config.version,
@@ -236,7 +239,10 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
 
 
 def _projected_polygons(
-    shapes: list[list], locs: list[str], proj: LocalProjection, problems: list[Problem]
+    shapes: list[list[list[float]]],
+    locs: list[str],
+    proj: LocalProjection,
+    problems: list[Problem],
 ) -> list[BaseGeometry | None]:
     """Dashboard shapes as polygons in the bundle's metric frame, built and checked in bulk.
 
@@ -269,7 +275,7 @@ def _projected_polygons(
     return out
 
 
-def _unique(items: list, where: str, problems: list[Problem], key: str = "id") -> None:
+def _unique(items: Sequence[object], where: str, problems: list[Problem], key: str = "id") -> None:
     seen: dict[Any, int] = {}
     for i, item in enumerate(items):
         k = getattr(item, key)
@@ -285,21 +291,21 @@ class BundleHolder:
     new one, never a mix. A refused bundle leaves the running one in place.
     """
 
-    def __init__(self, bundle: RuleBundle) -> None:
-        self._bundle = bundle
-        self._lock = threading.Lock()
+    __slots__ = ("_lock", "current")
 
-    @property
-    def current(self) -> RuleBundle:
-        return self._bundle
+    def __init__(self, bundle: RuleBundle) -> None:
+        # A plain attribute, not a property: the engine reads it once per evaluation.
+        # Replace it through ``swap`` only.
+        self.current = bundle
+        self._lock = threading.Lock()
 
     def swap(self, bundle: RuleBundle) -> RuleBundle:
         """Install ``bundle``; returns the one it replaced."""
         with self._lock:
-            old, self._bundle = self._bundle, bundle
+            old, self.current = self.current, bundle
         return old
 
-    def load_and_swap(self, data: dict | str | Path) -> RuleBundle:
+    def load_and_swap(self, data: dict[str, Any] | str | Path) -> RuleBundle:
         """Check ``data`` as a whole, then swap; on ``BundleError`` nothing changes."""
         bundle = load_bundle(data)
         self.swap(bundle)

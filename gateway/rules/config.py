@@ -8,7 +8,7 @@ speeds km/h, battery levels percent, prices in the network's currency.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -172,4 +172,4 @@ class DashboardBundle(_Model):
     safety: Safety = Safety()
     # Gateway-side, not a dashboard field: a trip may end only in a virtual parking.
     parking_required: bool = False
-    gbfs: dict | None = None
+    gbfs: dict[str, Any] | None = None

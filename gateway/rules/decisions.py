@@ -6,10 +6,9 @@ Every decision carries ``reason`` (the rule that fired, e.g. ``border.lock_vehic
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 # The dashboard's alert enums have one home (the protocol); re-exported for the engine's users.
 from dockgate.gateway.protocol.enums import AlertSeverity as AlertSeverity
@@ -110,44 +109,94 @@ class Decisions:
         return [c.kind for c in self.commands]
 
 
+class Outcome(Protocol):
+    """What one evaluation decided: commands, fleet alerts and notifications, in order."""
+
+    @property
+    def commands(self) -> tuple[Command, ...]: ...
+    @property
+    def alerts(self) -> tuple[AlertDecision, ...]: ...
+    @property
+    def notifications(self) -> tuple[Notification, ...]: ...
+
+
+class PlaceReading(Protocol):
+    """What the last usable fix's place said: inside the network, the zones there."""
+
+    @property
+    def inside_network(self) -> bool | None: ...
+    @property
+    def zones(self) -> tuple[str, ...]: ...
+
+
+class RideEndReading(Protocol):
+    """Whether a trip may end at the last usable fix, and what refuses it."""
+
+    @property
+    def ride_end_allowed(self) -> bool | None: ...
+    @property
+    def ride_end_reasons(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _NothingDecided:
+    commands: tuple[Command, ...] = ()
+    alerts: tuple[AlertDecision, ...] = ()
+    notifications: tuple[Notification, ...] = ()
+
+
+NOTHING_DECIDED: Outcome = _NothingDecided()
+
+
 class _DecisionsBuilder:
     """``Decisions(...)`` for the engine's hot path: the same frozen object, built in one
     step. A frozen dataclass's ``__init__`` pays a guarded ``setattr`` per field; this class
     has the very same slots, fills them plainly and then becomes a ``Decisions`` (a class
-    change between two classes of one layout), so what callers get is an ordinary one."""
+    change between two classes of one layout), so what callers get is an ordinary one. The
+    values come grouped as the engine keeps them (what was decided, the place, the ride end).
+    """
 
-    __slots__ = Decisions.__slots__  # type: ignore[attr-defined]
+    __slots__ = Decisions.__slots__
 
     def __init__(
         self,
         vehicle_id: str,
         at: float,
-        commands: tuple[Command, ...],
-        alerts: tuple[AlertDecision, ...],
-        notifications: tuple[Notification, ...],
+        decided: Outcome,
         max_speed_kph: int | None,
         limits: dict[str, int],
-        inside_network: bool | None,
-        zones: tuple[str, ...],
+        place: PlaceReading,
+        ride_end: RideEndReading,
         position_used: bool,
-        ride_end_allowed: bool | None,
-        ride_end_reasons: tuple[str, ...] = (),
     ) -> None:
         self.vehicle_id = vehicle_id
         self.at = at
-        self.commands = commands
-        self.alerts = alerts
-        self.notifications = notifications
+        self.commands = decided.commands
+        self.alerts = decided.alerts
+        self.notifications = decided.notifications
         self.max_speed_kph = max_speed_kph
         self.limits = limits
-        self.inside_network = inside_network
-        self.zones = zones
+        self.inside_network = place.inside_network
+        self.zones = place.zones
         self.position_used = position_used
-        self.ride_end_allowed = ride_end_allowed
-        self.ride_end_reasons = ride_end_reasons
-        self.__class__ = Decisions  # type: ignore[assignment]
+        self.ride_end_allowed = ride_end.ride_end_allowed
+        self.ride_end_reasons = ride_end.ride_end_reasons
+        self.__class__ = Decisions  # type: ignore[assignment]  # same slots: see the docstring
 
 
-# make_decisions(vehicle_id, at, commands, alerts, notifications, max_speed_kph, limits,
-# inside_network, zones, position_used, ride_end_allowed, ride_end_reasons=()) -> Decisions
-make_decisions: Callable[..., Decisions] = _DecisionsBuilder  # type: ignore[assignment]
+if TYPE_CHECKING:
+
+    def make_decisions(
+        vehicle_id: str,
+        at: float,
+        decided: Outcome,
+        max_speed_kph: int | None,
+        limits: dict[str, int],
+        place: PlaceReading,
+        ride_end: RideEndReading,
+        position_used: bool,
+    ) -> Decisions:
+        """A ``Decisions`` built in one step (``_DecisionsBuilder`` at run time)."""
+
+else:
+    make_decisions = _DecisionsBuilder

@@ -226,51 +226,62 @@ def _v2_rule(r: RuleV2) -> GbfsRule:
     )
 
 
-def parse(doc: dict, where: str = "") -> tuple[GbfsRules | None, list[Problem]]:
+def parse(doc: dict[str, Any], where: str = "") -> tuple[GbfsRules | None, list[Problem]]:
     """Check and normalise a GBFS geofencing_zones document; returns every problem found."""
     version = doc.get("version")
-    prefix = where
     if version in V3_VERSIONS:
-        try:
-            d3 = DocV3.model_validate(doc)
-        except ValidationError as exc:
-            return None, pydantic_problems(exc, prefix)
-        zones = []
-        for i, f in enumerate(d3.data.geofencing_zones.features):
-            p = f.properties
-            name = p.name[0].text if p.name else f"zone-{i}"
-            zones.append(
-                GbfsZone(
-                    name,
-                    f.geometry.coordinates,
-                    p.start.timestamp() if p.start else None,
-                    p.end.timestamp() if p.end else None,
-                    tuple(_v3_rule(r) for r in p.rules or ()),
-                )
-            )
-        glob = tuple(_v3_rule(r) for r in d3.data.global_rules)
-        return GbfsRules(version, d3.last_updated.timestamp(), tuple(zones), glob), []
+        return _parse_v3(doc, str(version), where)
     if version in V2_VERSIONS:
-        try:
-            d2 = DocV2.model_validate(doc)
-        except ValidationError as exc:
-            return None, pydantic_problems(exc, prefix)
-        zones = []
-        for i, f in enumerate(d2.data.geofencing_zones.features):
-            p = f.properties
-            zones.append(
-                GbfsZone(
-                    p.name or f"zone-{i}",
-                    f.geometry.coordinates,
-                    float(p.start) if p.start is not None else None,
-                    float(p.end) if p.end is not None else None,
-                    tuple(_v2_rule(r) for r in p.rules or ()),
-                )
-            )
-        return GbfsRules(version, float(d2.last_updated), tuple(zones), ()), []
-    loc = f"{prefix}.version" if prefix else "version"
+        return _parse_v2(doc, str(version), where)
+    loc = f"{where}.version" if where else "version"
     supported = ", ".join(V2_VERSIONS + V3_VERSIONS)
     return None, [Problem(loc, f"unsupported GBFS version {version!r}; supported: {supported}")]
+
+
+def _parse_v3(
+    doc: dict[str, Any], version: str, prefix: str
+) -> tuple[GbfsRules | None, list[Problem]]:
+    try:
+        d3 = DocV3.model_validate(doc)
+    except ValidationError as exc:
+        return None, pydantic_problems(exc, prefix)
+    zones: list[GbfsZone] = []
+    for i, f in enumerate(d3.data.geofencing_zones.features):
+        p = f.properties
+        name = p.name[0].text if p.name else f"zone-{i}"
+        zones.append(
+            GbfsZone(
+                name,
+                f.geometry.coordinates,
+                p.start.timestamp() if p.start else None,
+                p.end.timestamp() if p.end else None,
+                tuple(_v3_rule(r) for r in p.rules or ()),
+            )
+        )
+    glob = tuple(_v3_rule(r) for r in d3.data.global_rules)
+    return GbfsRules(version, d3.last_updated.timestamp(), tuple(zones), glob), []
+
+
+def _parse_v2(
+    doc: dict[str, Any], version: str, prefix: str
+) -> tuple[GbfsRules | None, list[Problem]]:
+    try:
+        d2 = DocV2.model_validate(doc)
+    except ValidationError as exc:
+        return None, pydantic_problems(exc, prefix)
+    zones: list[GbfsZone] = []
+    for i, f in enumerate(d2.data.geofencing_zones.features):
+        p = f.properties
+        zones.append(
+            GbfsZone(
+                p.name or f"zone-{i}",
+                f.geometry.coordinates,
+                float(p.start) if p.start is not None else None,
+                float(p.end) if p.end is not None else None,
+                tuple(_v2_rule(r) for r in p.rules or ()),
+            )
+        )
+    return GbfsRules(version, float(d2.last_updated), tuple(zones), ()), []
 
 
 def resolve(

@@ -13,10 +13,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import shapely
+from numpy.typing import NDArray
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
 EARTH_RADIUS_M = 6_371_008.8
+# A border segment as ``near`` reads it: start (ax, ay), direction (dx, dy), squared length.
+Segment = tuple[float, float, float, float, float]
+Floats = NDArray[np.float64]
 
 
 class LocalProjection:
@@ -33,19 +37,19 @@ class LocalProjection:
     def xy(self, lat: float, lon: float) -> tuple[float, float]:
         return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
 
-    def xy_many(self, lats: np.ndarray, lons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def xy_many(self, lats: Floats, lons: Floats) -> tuple[Floats, Floats]:
         return (lons - self.lon0) * self.kx, (lats - self.lat0) * self.ky
 
     def geometry(self, geom: BaseGeometry) -> BaseGeometry:
         """Project a lon/lat geometry into this frame (vectorised over its coordinates)."""
         lon0, lat0, kx, ky = self.lon0, self.lat0, self.kx, self.ky
 
-        def f(c: np.ndarray) -> np.ndarray:
+        def f(c: Floats) -> Floats:
             return np.column_stack(((c[:, 0] - lon0) * kx, (c[:, 1] - lat0) * ky))
 
         return shapely.transform(geom, f)
 
-    def coords(self, lonlat: np.ndarray) -> np.ndarray:
+    def coords(self, lonlat: Floats) -> Floats:
         """Project an (n, 2) array of lon/lat pairs."""
         out = np.empty_like(lonlat, dtype=float)
         out[:, 0] = (lonlat[:, 0] - self.lon0) * self.kx
@@ -78,9 +82,10 @@ class ZoneIndex:
         hits = self.tree.query(shapely.Point(x, y), predicate="intersects")
         if len(hits) > 1:
             hits.sort()
-        return hits.tolist()
+        out: list[int] = hits.tolist()
+        return out
 
-    def at_many(self, xs: np.ndarray, ys: np.ndarray) -> list[list[int]]:
+    def at_many(self, xs: Floats, ys: Floats) -> list[list[int]]:
         """Bulk lookup: one STRtree call for many points."""
         out: list[list[int]] = [[] for _ in range(len(xs))]
         if self._empty or len(xs) == 0:
@@ -117,7 +122,7 @@ class BorderIndex:
         s = self.segments
         self.seg_tree = STRtree(shapely.linestrings(np.stack((s[:, :2], s[:, 2:]), axis=1)))
 
-    def candidates(self, x0: float, y0: float, x1: float, y1: float) -> tuple:
+    def candidates(self, x0: float, y0: float, x1: float, y1: float) -> tuple[Segment, ...]:
         """The segments that may be the nearest, within ``margin_m``, to a point in the box.
 
         A segment farther from the box than some other segment is from the box's farthest
@@ -126,7 +131,9 @@ class BorderIndex:
         """
         return self.candidates_and_gap(x0, y0, x1, y1)[0]
 
-    def candidates_and_gap(self, x0: float, y0: float, x1: float, y1: float) -> tuple[tuple, float]:
+    def candidates_and_gap(
+        self, x0: float, y0: float, x1: float, y1: float
+    ) -> tuple[tuple[Segment, ...], float]:
         """``candidates`` and the gap: the least distance from the box to the border (0 if
         the border crosses the box; ``margin_m`` if no segment is within it). Every point of
         the box is at least the gap from the border, on the side of the box's centre."""
@@ -142,13 +149,13 @@ class BorderIndex:
         keep = near_box <= reach
         gap = float(near_box.min())
         idx = idx[keep]
-        out = []
+        out: list[Segment] = []
         for ax, ay, bx, by in self.segments[idx].tolist():
             dx, dy = bx - ax, by - ay
             out.append((ax, ay, dx, dy, dx * dx + dy * dy))
         return tuple(out), gap
 
-    def near(self, x: float, y: float, segs: tuple, side: int = 0) -> float:
+    def near(self, x: float, y: float, segs: tuple[Segment, ...], side: int = 0) -> float:
         """Signed distance using candidate segments; clamped to +-margin_m. ``side`` (+1
         inside, -1 outside, 0 unknown) spares the point-in-polygon test when known."""
         best = self.margin_m * self.margin_m
@@ -160,9 +167,7 @@ class BorderIndex:
             elif t > 1.0:
                 t = 1.0
             ex, ey = px - t * dx, py - t * dy
-            d2 = ex * ex + ey * ey
-            if d2 < best:
-                best = d2
+            best = min(best, ex * ex + ey * ey)
         d = math.sqrt(best)
         if side:
             return d if side > 0 else -d
@@ -176,7 +181,7 @@ class BorderIndex:
         d = float(shapely.distance(self.boundary, shapely.Point(x, y)))
         return d if shapely.contains_xy(self.polygon, x, y) else -d
 
-    def signed_distance_many(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    def signed_distance_many(self, xs: Floats, ys: Floats) -> Floats:
         return np.array(
             [self.signed_distance(x, y) for x, y in zip(xs.tolist(), ys.tolist(), strict=True)]
         )
@@ -190,7 +195,9 @@ def polygon_from_shape(shape: Sequence[Sequence[float]]) -> shapely.Polygon:
     return shapely.Polygon(pts)
 
 
-def closed_rings(shapes: Sequence[Sequence[Sequence[float]]]) -> tuple[np.ndarray, np.ndarray]:
+def closed_rings(
+    shapes: Sequence[Sequence[Sequence[float]]],
+) -> tuple[Floats, NDArray[np.intp]]:
     """All shapes' points, each ring closed, as one (n, 2) array and the ring index per point."""
     flat: list[Sequence[float]] = []
     counts: list[int] = []
@@ -205,7 +212,7 @@ def closed_rings(shapes: Sequence[Sequence[Sequence[float]]]) -> tuple[np.ndarra
     return coords, np.repeat(np.arange(len(shapes)), counts)
 
 
-def polygons_from_coords(coords: np.ndarray, ring_index: np.ndarray) -> np.ndarray:
+def polygons_from_coords(coords: Floats, ring_index: NDArray[np.intp]) -> NDArray[np.object_]:
     """Polygons (no holes) from closed ring coordinates, built in one vectorised call."""
     if len(coords) == 0:
         return np.empty(0, dtype=object)

@@ -4,22 +4,34 @@ Everything here is derived from a checked bundle and never changes while the bun
 so the engine's hot path reads attributes instead of walking pydantic models. Two caches
 fill as vehicles are evaluated (bounded, and dropped with the bundle on a swap):
 
-* ``CellGrid``: the plane cut into square cells; a cell remembers which zones cover it
-  whole, which cross it (only those need an exact point test) and whether the border is
-  farther than the hysteresis margin from every point in it (then no distance is computed).
-* the place of a set of zones: its labels and speed limits, keyed by the zone positions.
+* ``CellGrid``: the plane cut into square cells; a cell (``GridCell``) remembers which zones
+  cover it whole, which cross it (only those need an exact point test) and whether the
+  border is farther than the hysteresis margin from every point in it (then no distance is
+  computed).
+* the place of a set of zones (``PlaceInfo``): its labels and speed limits, keyed by the zone
+  positions, and what it means per vehicle type and trip state (``ZoneRules``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
+from numpy.typing import NDArray
 
 from dockgate.gateway.rules import gbfs as gbfs_mod
-from dockgate.gateway.rules.geometry import BorderIndex, ZoneIndex
+from dockgate.gateway.rules.config import (
+    DashboardBundle,
+    Pricing,
+    RentTimings,
+    SpeedZone,
+    VirtualParking,
+)
+from dockgate.gateway.rules.geometry import BorderIndex, LocalProjection, Segment, ZoneIndex
+from dockgate.gateway.rules.pricing import pricing_at
 
 SPEED, PARKING, GBFS = 0, 1, 2
 MAX_CACHED = 1 << 18
@@ -32,7 +44,7 @@ _intersects_xy = shapely.lib.intersects_xy  # the ufunc itself: no wrapper per p
 _points, _NAN_ALLOW = shapely.lib.points, np.intc(0)
 
 
-def point(x: float, y: float) -> Any:
+def point(x: float, y: float) -> shapely.Point:
     """A shapely point, made by the ufunc (half the cost of ``shapely.Point(x, y)``)."""
     return _points(np.array((x, y)), _NAN_ALLOW)
 
@@ -47,16 +59,60 @@ class IndexedZone:
 
 
 @dataclass(frozen=True, slots=True)
+class GridCell:
+    """What is known about every point of one grid cell, so most fixes need no geometry.
+
+    ``covering``: zone positions that cover the whole cell (every point is in them);
+    ``crossing``: zones whose boundary crosses it (a point there needs an exact test);
+    ``border_distance``: the signed border distance (clamped to the margin) shared by every
+    point, None where the border is within the margin; then ``border_segments`` are the only
+    border segments that can be nearest, ``border_side`` is +1 (inside), -1 (outside) or 0
+    (the border crosses the cell) and ``border_gap`` the least distance of any point to the
+    border. ``refined``: a coarse cell a boundary crosses, looked up in the finer grid.
+    """
+
+    covering: tuple[int, ...]
+    crossing: tuple[int, ...]
+    border_distance: float | None
+    border_segments: tuple[Segment, ...]
+    refined: bool
+    border_side: int
+    border_gap: float
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRules:
+    """What the zones at a fix mean for one vehicle type and trip state: the place's speed
+    limits and labels, GBFS ride_end/ride_through (None: no rule says), and the virtual
+    parkings there (positions in the bundle, and their ids)."""
+
+    limits: dict[str, int]
+    labels: tuple[str, ...]
+    ride_end_allowed: bool | None
+    ride_through_allowed: bool | None
+    parkings: tuple[int, ...]
+    parking_ids: tuple[int, ...]
+
+
+NO_ZONE_RULES = ZoneRules({}, (), None, None, (), ())
+
+
+@dataclass(frozen=True, slots=True)
 class PlaceInfo:
-    """What a set of zones means before the vehicle type and time are known."""
+    """What a set of zones means before the vehicle type and time are known. ``plain`` is
+    its meaning without GBFS rules; ``gbfs_cache`` keeps the meaning with them per (vehicle
+    type, on trip) unless a GBFS zone there has a time window (``timed``)."""
 
     labels: tuple[str, ...]
     limits: dict[str, int]
     gbfs: tuple[int, ...]
     parkings: tuple[int, ...]
     timed: bool
-    parking_ids: tuple[int, ...] = ()
-    gbfs_cache: dict = field(default_factory=dict, compare=False)
+    parking_ids: tuple[int, ...]
+    plain: ZoneRules
+    gbfs_cache: dict[tuple[str | None, bool], ZoneRules] = field(
+        default_factory=dict, compare=False
+    )
 
 
 class CellGrid:
@@ -76,31 +132,32 @@ class CellGrid:
             raise ValueError("cell_m must be at least 4 m")
         self.zones = zones
         self.tree = zones.tree if len(zones) else None
-        self.geoms = np.asarray(zones.geoms, dtype=object)
+        self.geoms: NDArray[np.object_] = np.asarray(zones.geoms, dtype=object)
         self.border = border
         self.cell_m = cell_m
         self.fine_m = cell_m / 4
         # Cells are keyed by one float, ``(x // size) * KEY + (y // size)``: cheaper to make
         # and hash than a tuple, and computed for a whole batch at once by ``evaluate_many``.
-        self.cells: dict[float, tuple] = {}
-        self.fine: dict[float, tuple] = {}
+        self.cells: dict[float, GridCell] = {}
+        self.fine: dict[float, GridCell] = {}
 
-    def _classify(
-        self, x0: float, y0: float, c: float, ids: np.ndarray | None, inside: tuple[int, ...]
-    ) -> tuple:
+    def _classify(self, x0: float, y0: float, c: float, parent: GridCell | None) -> GridCell:
+        """The cell of side ``c`` at (x0, y0); a fine cell starts from its coarse ``parent``."""
         box = shapely.box(x0, y0, x0 + c, y0 + c)
-        edge: tuple[int, ...] = ()
-        if ids is None and self.tree is not None:
-            ids = np.sort(self.tree.query(box, predicate="intersects"))
-        elif ids is not None and len(ids):
-            ids = ids[shapely.intersects(self.geoms[ids], box)]
-        if ids is not None and len(ids):
-            covered = shapely.covers(self.geoms[ids], box)
-            if covered.any():
-                inside = tuple(sorted(inside + tuple(ids[covered].tolist())))
-            edge = tuple(ids[~covered].tolist())
+        covering, crossing = self._zones_in(box, parent)
+        if parent is not None and parent.border_distance is not None:
+            # The parent's border distance holds here too; a fine cell is not cut again.
+            return GridCell(
+                covering,
+                crossing,
+                parent.border_distance,
+                (),
+                False,
+                parent.border_side,
+                parent.border_gap,
+            )
         dist: float | None = None
-        segs: tuple = ()
+        segs: tuple[Segment, ...] = ()
         side, gap = 0, 0.0
         b = self.border
         if b is not None:
@@ -109,35 +166,54 @@ class CellGrid:
                 side = 1 if shapely.contains_xy(b.polygon, x0 + c / 2, y0 + c / 2) else -1
             if not segs:
                 dist = b.margin_m * side
-        return (inside, edge, dist, segs, bool(edge) or bool(segs), side, gap)
+        refined = parent is None and (bool(crossing) or bool(segs))
+        return GridCell(covering, crossing, dist, segs, refined, side, gap)
 
-    def _build(self, i: float, j: float) -> tuple:
+    def _zones_in(
+        self, box: shapely.Polygon, parent: GridCell | None
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(zones covering the box, zones crossing it); a fine cell tests only the zones
+        that cross its parent."""
+        covering: tuple[int, ...] = ()
+        ids: NDArray[np.intp] | None = None
+        if parent is not None:
+            covering = parent.covering
+            ids = np.asarray(parent.crossing, dtype=np.intp)
+            if len(ids):
+                ids = ids[shapely.intersects(self.geoms[ids], box)]
+        elif self.tree is not None:
+            ids = np.sort(self.tree.query(box, predicate="intersects"))
+        if ids is None or not len(ids):
+            return covering, ()
+        covered = shapely.covers(self.geoms[ids], box)
+        if covered.any():
+            covering = tuple(sorted(covering + tuple(ids[covered].tolist())))
+        return covering, tuple(ids[~covered].tolist())
+
+    def _build(self, i: float, j: float) -> GridCell:
         c = self.cell_m
-        info = self._classify(i * c, j * c, c, None, ())
+        info = self._classify(i * c, j * c, c, None)
         if len(self.cells) >= MAX_CACHED:
             self.cells.clear()
         self.cells[i * KEY + j] = info
         return info
 
-    def _build_fine(self, i: float, j: float, parent: tuple) -> tuple:
+    def _build_fine(self, i: float, j: float, parent: GridCell) -> GridCell:
         f = self.fine_m
-        ids = np.asarray(parent[1], dtype=np.intp)
-        info = self._classify(i * f, j * f, f, ids, parent[0])
-        if parent[2] is not None:  # the parent's border distance holds here too
-            info = (info[0], info[1], parent[2], (), bool(info[1]), parent[5], parent[6])
+        info = self._classify(i * f, j * f, f, parent)
         if len(self.fine) >= MAX_CACHED:
             self.fine.clear()
         self.fine[i * KEY + j] = info
         return info
 
-    def cell(self, x: float, y: float) -> tuple:
+    def cell(self, x: float, y: float) -> GridCell:
         """The (coarse or fine) cell of (x, y), built if it is not known yet."""
         c = self.cell_m
         i, j = x // c, y // c
         info = self.cells.get(i * KEY + j)
         if info is None:
             info = self._build(i, j)
-        if info[4]:
+        if info.refined:
             c = self.fine_m
             i, j = x // c, y // c
             parent = info
@@ -146,46 +222,44 @@ class CellGrid:
                 info = self._build_fine(i, j, parent)
         return info
 
-    def lookup(self, x: float, y: float) -> tuple[tuple[int, ...], float | None]:
-        """Zone positions hit by (x, y), sorted, and the clamped signed border distance."""
-        info = self.cell(x, y)
-        hits, edge, dist, segs = info[:4]
-        if edge:
+    def zones_at(self, x: float, y: float, cell: GridCell) -> tuple[int, ...]:
+        """Zone positions hit by (x, y) in ``cell``, sorted: those covering the cell and
+        those crossing it that contain the point."""
+        hits = cell.covering
+        crossing = cell.crossing
+        if crossing:
             geoms = self.geoms
-            more = [i for i in edge if _intersects_xy(geoms[i], x, y)]
+            more = [i for i in crossing if _intersects_xy(geoms[i], x, y)]
             if more:
                 hits = tuple(sorted(hits + tuple(more))) if hits else tuple(more)
-        if dist is None and self.border is not None:
-            dist = self.border.near(x, y, segs, info[5])
-        return hits, dist
+        return hits
 
-    def locate(self, x: float, y: float) -> tuple[tuple[int, ...], float | None, tuple]:
+    def lookup(self, x: float, y: float) -> tuple[tuple[int, ...], float | None]:
+        """Zone positions hit by (x, y), sorted, and the clamped signed border distance."""
+        cell = self.cell(x, y)
+        dist = cell.border_distance
+        if dist is None and self.border is not None:
+            dist = self.border.near(x, y, cell.border_segments, cell.border_side)
+        return self.zones_at(x, y, cell), dist
+
+    def locate(self, x: float, y: float) -> tuple[tuple[int, ...], float | None, GridCell]:
         """``lookup`` that defers the exact border distance: (zones hit, distance, cell).
 
         The distance is None where the border is near (within the margin) of the cell; then
-        the cell's ``side`` (``cell[5]``: +1 inside, -1 outside, 0 crossed) and ``gap``
-        (``cell[6]``: every point is at least this far from the border) often settle a
-        comparison, and ``exact(x, y, cell)`` gives the distance when a decision needs it.
+        the cell's ``border_side`` and ``border_gap`` often settle a comparison, and
+        ``exact(x, y, cell)`` gives the distance when a decision needs it.
         """
-        c = self.cell_m
-        info = self.cells.get((x // c) * KEY + (y // c))
-        if info is None or info[4]:
-            info = self.cell(x, y)
-        hits = info[0]
-        edge = info[1]
-        if edge:
-            geoms = self.geoms
-            more = [i for i in edge if _intersects_xy(geoms[i], x, y)]
-            if more:
-                hits = tuple(sorted(hits + tuple(more))) if hits else tuple(more)
-        return hits, info[2], info
+        cell = self.cell(x, y)
+        return self.zones_at(x, y, cell), cell.border_distance, cell
 
-    def exact(self, x: float, y: float, cell: tuple) -> float:
+    def exact(self, x: float, y: float, cell: GridCell) -> float:
         """The signed border distance (clamped to +-margin) at (x, y) in ``cell``."""
-        d = cell[2]
+        d = cell.border_distance
         if d is not None:
-            return d  # type: ignore[no-any-return]
-        return self.border.near(x, y, cell[3], cell[5])  # type: ignore[union-attr]
+            return d
+        if self.border is None:
+            raise ValueError("the bundle has no border")
+        return self.border.near(x, y, cell.border_segments, cell.border_side)
 
 
 class Plan:
@@ -193,13 +267,13 @@ class Plan:
 
     def __init__(
         self,
-        config: Any,
+        config: DashboardBundle,
         entries: tuple[IndexedZone, ...],
         zones: ZoneIndex,
         border: BorderIndex | None,
-        projection: Any,
+        projection: LocalProjection,
         gbfs: gbfs_mod.GbfsRules | None,
-        timezone: Any,
+        timezone: ZoneInfo,
     ) -> None:
         s = config.safety
         self.version = config.version
@@ -208,34 +282,14 @@ class Plan:
         self.min_buffer_m = s.min_buffer_m
         self.dwell_s = s.dwell_s
         self.walking = s.walking_speed_kph
-        sp = config.vehicle_speed_settings
-        self.slow = min(s.slow_speed_kph, sp.default_low_speed) if sp else s.slow_speed_kph
-        self.has_speed_settings = sp is not None
-        self.mode_speed: dict[int, int] = {}
-        self.default_mode_speed = sp.default_high_speed if sp else None
-        self.auto_light: dict[int, bool] = {}
-        for v in config.vehicle_settings:
-            self.auto_light[v.model_id] = v.auto_light
-            if sp is not None:
-                self.mode_speed[v.model_id] = {
-                    1: sp.default_low_speed,
-                    2: sp.default_medium_speed,
-                    3: sp.default_high_speed,
-                }.get(v.speed_mode, sp.default_high_speed)
-        self.battery_slow_at = sp.min_battery_to_slow_down if sp else None
-        self.battery_slow_speed = sp.battery_slow_down_speed if sp else None
-        bs = config.border.settings if config.border is not None else None
-        self.has_border = bs is not None
-        self.border_alert = bool(bs and bs.trigger_alert)
-        self.border_notify = bool(bs and bs.notify_user)
-        self.border_reduce = bool(bs and bs.reduce_vehicle_speed)
-        self.border_sound = bool(bs and bs.play_vehicle_sound)
-        self.border_lock = bool(bs and bs.lock_vehicle)
+        self._read_speed_settings(config)
+        self._read_border_settings(config)
         rs = config.rent_settings
         self.lock_battery = rs.min_battery_to_auto_lock if rs is not None else None
         self.credit_lock = bool(rs is not None and rs.credit_depletion_auto_lock and config.pricing)
-        self.pricing = config.pricing
-        self.timings = rt = config.rent_timings
+        self.pricing: list[Pricing] = config.pricing
+        self.timings: RentTimings | None = config.rent_timings
+        rt = self.timings
         # Below this trip age no time-based notification can fire (pause/hold checked apart).
         self.timers_from_s = (
             min(rt.trip_too_long_notifications, rt.vehicle_stolen) if rt else float("inf")
@@ -244,17 +298,57 @@ class Plan:
         self.lat0, self.lon0 = projection.lat0, projection.lon0
         self.kx, self.ky = projection.kx, projection.ky
         self.entries = entries
-        self.speed_zones = config.speed_zones
-        self.parkings = config.virtual_parkings
+        self.speed_zones: list[SpeedZone] = config.speed_zones
+        self.parkings: list[VirtualParking] = config.virtual_parkings
         self.parking_required = config.parking_required
-        self._parking_tree: Any = None
+        self._parking_tree: tuple[shapely.STRtree, NDArray[np.intp]] | None = None
         self.gbfs = gbfs
         self.grid = CellGrid(zones, border)
         self.has_border_geometry = border is not None
-        self.bounds = shapely.bounds(self.grid.geoms).tolist() if len(zones) else []
+        self.bounds: list[list[float]] = (
+            shapely.bounds(self.grid.geoms).tolist() if len(zones) else []
+        )
         self._places: dict[tuple[int, ...], PlaceInfo] = {}
-        self._resolved: dict[tuple, tuple[gbfs_mod.Resolved, list[str]]] = {}
-        self._prices: dict[float, Any] = {}
+        # ``place`` for a set of zones met before, or None: the cache's own lookup (no Python
+        # call on the engine's hot path).
+        self.known_place: Callable[[tuple[int, ...]], PlaceInfo | None] = self._places.get
+        self._resolved: dict[
+            tuple[tuple[int, ...], str | None], tuple[gbfs_mod.Resolved, list[str]]
+        ] = {}
+        self._prices: dict[float, Pricing | None] = {}
+
+    def _read_speed_settings(self, config: DashboardBundle) -> None:
+        """The speed-mode speeds per model, the battery slow-down and the slow speed."""
+        s, sp = config.safety, config.vehicle_speed_settings
+        self.slow = min(s.slow_speed_kph, sp.default_low_speed) if sp else s.slow_speed_kph
+        self.has_speed_settings = sp is not None
+        self.mode_speed: dict[int | None, int] = {}
+        self.default_mode_speed = sp.default_high_speed if sp else None
+        self.auto_light: dict[int | None, bool] = {}
+        for v in config.vehicle_settings:
+            self.auto_light[v.model_id] = v.auto_light
+            if sp is not None:
+                self.mode_speed[v.model_id] = {
+                    1: sp.default_low_speed,
+                    2: sp.default_medium_speed,
+                    3: sp.default_high_speed,
+                }.get(v.speed_mode or 0, sp.default_high_speed)
+        self.battery_slow_at = sp.min_battery_to_slow_down if sp else None
+        self.battery_slow_speed = sp.battery_slow_down_speed if sp else None
+
+    def _read_border_settings(self, config: DashboardBundle) -> None:
+        """What leaving the border does (dashboard border settings; all off without one)."""
+        bs = config.border.settings if config.border is not None else None
+        self.has_border = bs is not None
+        self.border_alert = bool(bs and bs.trigger_alert)
+        self.border_notify = bool(bs and bs.notify_user)
+        self.border_reduce = bool(bs and bs.reduce_vehicle_speed)
+        self.border_sound = bool(bs and bs.play_vehicle_sound)
+        self.border_lock = bool(bs and bs.lock_vehicle)
+
+    def xy(self, lat: float, lon: float) -> tuple[float, float]:
+        """A position in the bundle's metric frame (x east, y north)."""
+        return (lon - self.lon0) * self.kx, (lat - self.lat0) * self.ky
 
     def parkings_near(self, x: float, y: float, distance: float) -> list[int]:
         """Positions of the virtual parkings within ``distance`` metres of (x, y), in file
@@ -266,9 +360,10 @@ class Plan:
             at = [i for i, e in enumerate(self.entries) if e.kind == PARKING]
             pos = [self.entries[i].pos for i in at]
             t = self._parking_tree = (shapely.STRtree(self.grid.geoms[at]), np.asarray(pos))
-        tree, pos = t
+        tree, positions = t
         idx = tree.query(point(x, y), predicate="dwithin", distance=distance)
-        return sorted(pos[idx].tolist())
+        found: list[int] = positions[idx].tolist()
+        return sorted(found)
 
     def place(self, hits: tuple[int, ...]) -> PlaceInfo:
         """Labels and speed limits of a set of zone positions (cached per set)."""
@@ -289,12 +384,13 @@ class Plan:
             elif e.kind == PARKING:
                 labels.append(e.label)
                 parkings.append(e.pos)
-            else:
+            elif self.gbfs is not None:
                 gbfs.append(e.pos)
-                z = self.gbfs.zones[e.pos]  # type: ignore[union-attr]
-                timed = timed or z.start is not None or z.end is not None
+                g = self.gbfs.zones[e.pos]
+                timed = timed or g.start is not None or g.end is not None
         ids = tuple(self.parkings[i].id for i in parkings)
-        info = PlaceInfo(tuple(labels), limits, tuple(gbfs), tuple(parkings), timed, ids)
+        plain = ZoneRules(limits, tuple(labels), None, None, tuple(parkings), ids)
+        info = PlaceInfo(tuple(labels), limits, tuple(gbfs), tuple(parkings), timed, ids, plain)
         if len(self._places) >= MAX_CACHED:
             self._places.clear()
         self._places[hits] = info
@@ -305,7 +401,8 @@ class Plan:
     ) -> tuple[gbfs_mod.Resolved, list[str]]:
         """The GBFS rules at a place; cached unless a zone there has a time window."""
         g = self.gbfs
-        assert g is not None
+        if g is None:
+            raise ValueError("the bundle has no GBFS rules")
         if info.timed:
             return gbfs_mod.resolve(g.zones, g.global_rules, list(info.gbfs), vehicle_type, now)
         key = (info.gbfs, vehicle_type)
@@ -317,17 +414,18 @@ class Plan:
             self._resolved[key] = r
         return r
 
-    def gbfs_place(
+    def zone_rules(
         self, info: PlaceInfo, vehicle_type: str | None, on_trip: bool, now: float
-    ) -> tuple[dict[str, int], tuple[str, ...], bool | None, bool | None]:
-        """Place limits and labels with the GBFS rules merged in, and ride_end/ride_through.
-
-        Cached per (zones, vehicle type, on trip) unless a zone there has a time window.
-        """
+    ) -> ZoneRules:
+        """The place's limits and labels with the GBFS rules merged in, and ride_end /
+        ride_through. Cached per (zones, vehicle type, on trip) unless a zone there has a
+        time window; a bundle without GBFS rules gives the place's plain meaning."""
+        if self.gbfs is None:
+            return info.plain
         key = (vehicle_type, on_trip)
         r = None if info.timed else info.gbfs_cache.get(key)
         if r is not None:
-            return r  # type: ignore[no-any-return]
+            return r
         res, names = self.resolve(info, vehicle_type, now)
         limits = info.limits
         extra: dict[str, int] = {}
@@ -338,19 +436,24 @@ class Plan:
         if extra:
             limits = {**limits, **extra}
         labels = info.labels + tuple(names) if names else info.labels
-        out = (limits, labels, res.ride_end_allowed, res.ride_through_allowed)
+        out = ZoneRules(
+            limits,
+            labels,
+            res.ride_end_allowed,
+            res.ride_through_allowed,
+            info.parkings,
+            info.parking_ids,
+        )
         if not info.timed:
             info.gbfs_cache[key] = out
         return out
 
-    def price(self, started_at: float) -> Any:
+    def price(self, started_at: float) -> Pricing | None:
         """The pricing window a trip started in (cached per start time)."""
-        from dockgate.gateway.rules.pricing import pricing_at
-
-        p = self._prices.get(started_at, self)
-        if p is self:
-            p = pricing_at(self.pricing, started_at, self.timezone)
-            if len(self._prices) >= MAX_CACHED:
-                self._prices.clear()
-            self._prices[started_at] = p
+        if started_at in self._prices:
+            return self._prices[started_at]
+        p = pricing_at(self.pricing, started_at, self.timezone)
+        if len(self._prices) >= MAX_CACHED:
+            self._prices.clear()
+        self._prices[started_at] = p
         return p

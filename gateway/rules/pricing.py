@@ -6,6 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from dockgate.gateway.rules.config import Pricing
+from dockgate.gateway.rules.state import Trip
 
 
 def _hod_s(hod: str) -> int:
@@ -36,3 +37,12 @@ def trip_cost(p: Pricing, ride_s: float, hold_s: float) -> float:
     return (
         p.unlock_price + billable / 60.0 * p.use_per_minute_price + hold_s / 60.0 * p.on_hold_price
     )
+
+
+def trip_cost_now(p: Pricing, trip: Trip, now: float) -> float:
+    """The cost of a trip at ``now``: its time on hold so far (a hold still running counts
+    up to now) at the on-hold price, the rest of its time at the riding price."""
+    hold_s = trip.hold_seconds
+    if trip.on_hold and trip.hold_started_at:
+        hold_s += now - trip.hold_started_at
+    return trip_cost(p, now - trip.started_at - hold_s, hold_s)

@@ -11,13 +11,21 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 Migration = Callable[[sqlite3.Connection], None] | str
 
 
 class StoreError(RuntimeError):
     """The database could not be opened, migrated or written."""
+
+
+class NotFound(StoreError):
+    """The named row does not exist."""
+
+
+class Conflict(StoreError):
+    """The write contradicts the current state (a vehicle already on a trip, ...)."""
 
 
 class Database:
@@ -90,6 +98,45 @@ class Database:
                 self._savepoints -= 1
             self.conn.execute(f"RELEASE {name}")
 
+    @property
+    def depth(self) -> int:
+        """How many ``transaction()`` blocks are open (0: none)."""
+        return self._depth
+
+    def enter_transaction(self) -> bool:
+        """Take the lock and BEGIN on the outermost entry; True if this one is the outermost.
+
+        ``transaction()`` calls it (and ``exit_transaction``): use that, not this.
+        """
+        self.lock.acquire()
+        try:
+            outer = self._depth == 0
+            if outer:
+                self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        self._depth += 1
+        return outer
+
+    def exit_transaction(self, outer: bool, *, failed: bool) -> None:
+        """COMMIT (and run the after-commit hooks) or ROLLBACK the outermost; release the lock."""
+        try:
+            self._depth -= 1
+            if not outer:
+                return
+            if failed:
+                self.conn.execute("ROLLBACK")
+                self._after_commit.clear()
+                self.cache.clear()
+                return
+            self.conn.execute("COMMIT")
+            hooks, self._after_commit = self._after_commit, []
+            for hook in hooks:
+                hook()
+        finally:
+            self.lock.release()
+
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` once the current transaction commits (now, if none is open)."""
         with self.lock:
@@ -146,33 +193,9 @@ class _Transaction:
         self.outer = False
 
     def __enter__(self) -> sqlite3.Connection:
-        db = self.db
-        db.lock.acquire()
-        try:
-            self.outer = db._depth == 0
-            if self.outer:
-                db.conn.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            db.lock.release()
-            raise
-        db._depth += 1
-        return db.conn
+        self.outer = self.db.enter_transaction()
+        return self.db.conn
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        db = self.db
-        try:
-            db._depth -= 1
-            if not self.outer:
-                return False
-            if exc_type is not None:
-                db.conn.execute("ROLLBACK")
-                db._after_commit.clear()
-                db.cache.clear()
-                return False
-            db.conn.execute("COMMIT")
-            hooks, db._after_commit = db._after_commit, []
-            for hook in hooks:
-                hook()
-            return False
-        finally:
-            db.lock.release()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        self.db.exit_transaction(self.outer, failed=exc_type is not None)
+        return False

@@ -1,6 +1,17 @@
-"""The state store's schema, one migration per list entry (never edit a released entry)."""
+"""The gateway database's one schema history, one migration per entry (never edit a released one).
+
+Every table of the gateway's state lives here: the store's aggregates, the outbox, the flow's
+pending rentals and the SUN replay counters. Entries 4 to 6 brought in tables that once had
+histories of their own (components ``outbox`` and ``flow``, and a separate replay file): they
+are written to run on a database that already has them (``IF NOT EXISTS``, ``OR IGNORE``),
+and drop those old history rows, so a database of any earlier version reaches the same schema.
+"""
 
 from __future__ import annotations
+
+from dockgate.gateway.store._db import Database
+
+COMPONENT = "store"
 
 MIGRATIONS: list[str] = [
     # 1: the fleet, riders and their NFC products, trips, commands, alerts, outages, energy.
@@ -109,4 +120,48 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX idempotency_created ON idempotency(created_at)
     """,
+    # 4: the outbox (was the component "outbox", version 1): events, per-class counters and
+    # the acknowledged cursor.
+    """
+    CREATE TABLE IF NOT EXISTS outbox_events (
+        cursor INTEGER PRIMARY KEY AUTOINCREMENT, priority INTEGER NOT NULL,
+        kind TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, compact_key TEXT,
+        created_at REAL NOT NULL, payload BLOB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS outbox_by_priority ON outbox_events(priority, cursor);
+    CREATE INDEX IF NOT EXISTS outbox_by_compact_key ON outbox_events(compact_key)
+        WHERE compact_key IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS outbox_stats (
+        priority INTEGER PRIMARY KEY, pending INTEGER NOT NULL DEFAULT 0,
+        appended INTEGER NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0,
+        compacted INTEGER NOT NULL DEFAULT 0, acked INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT OR IGNORE INTO outbox_stats(priority) VALUES (0), (1), (2), (3);
+    CREATE TABLE IF NOT EXISTS outbox_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT OR IGNORE INTO outbox_meta(name, value) VALUES ('acked_cursor', 0);
+    DELETE FROM schema_version WHERE component = 'outbox'
+    """,
+    # 5: the flow's pending rentals (was the component "flow", version 1): a spot opened for a
+    # rider survives a restart.
+    """
+    CREATE TABLE IF NOT EXISTS flow_rentals (
+        key TEXT PRIMARY KEY, command_id INTEGER NOT NULL, rider_id INTEGER NOT NULL,
+        record_id INTEGER, vehicle_id INTEGER NOT NULL, serial TEXT NOT NULL,
+        station_id INTEGER NOT NULL, spot_id INTEGER NOT NULL, spot INTEGER NOT NULL,
+        reader TEXT, created_at REAL NOT NULL, state TEXT NOT NULL
+    );
+    DELETE FROM schema_version WHERE component = 'flow'
+    """,
+    # 6: the SUN replay counters (were a file of their own, which keeps this table): the last
+    # accepted read counter per tag UID.
+    """
+    CREATE TABLE IF NOT EXISTS sun_counters (
+        uid TEXT PRIMARY KEY, read_ctr INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
 ]
+
+
+def migrate(db: Database) -> int:
+    """Bring ``db`` to the latest schema (a no-op when it is there); the version reached."""
+    return db.migrate(COMPONENT, MIGRATIONS)

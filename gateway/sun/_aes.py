@@ -11,9 +11,9 @@ one ``Cipher(...).encryptor()``), so session keys MAC with it.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
 _AES = algorithms.AES
@@ -23,12 +23,12 @@ _MASK128 = (1 << 128) - 1
 ZERO_BLOCK = bytes(16)
 
 
-def ecb_encryptor(key: bytes) -> Any:
+def ecb_encryptor(key: bytes) -> CipherContext:
     """An AES-ECB encryption context for ``key`` (reusable across ``update`` calls)."""
     return Cipher(_AES(key), _ECB).encryptor()
 
 
-def ecb_decryptor(key: bytes) -> Any:
+def ecb_decryptor(key: bytes) -> CipherContext:
     """An AES-ECB decryption context for ``key`` (reusable across ``update`` calls)."""
     return Cipher(_AES(key), _ECB).decryptor()
 
@@ -78,7 +78,7 @@ class FixedKeyCmac:
 
     def __init__(self, key: bytes) -> None:
         ctx = ecb_encryptor(key)
-        self._update = ctx.update
+        self._update: Callable[[bytes], bytes] = ctx.update
         self._k1 = subkeys(ctx.update(ZERO_BLOCK))[0]
         self._key = key
         self._cmac: CMAC | None = None

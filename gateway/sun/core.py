@@ -7,7 +7,11 @@ and the NT4H2421Gx datasheet (PICCRand || LRICB PICC data, CMAC_LRP session key)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from hmac import compare_digest
+from typing import NamedTuple
+
+from cryptography.hazmat.primitives.ciphers import CipherContext
 
 from dockgate.gateway.sun import reasons as R
 from dockgate.gateway.sun._aes import (
@@ -28,7 +32,7 @@ _LRP_PICC_MEMO = 3  # nibbles of PICCRand remembered per fixed key (16^3 entries
 _LRP_SV_MEMO = 22  # nibbles of the SV block: fixed prefix and UID, per fixed file key
 _LRP_MEMO_SIZE = 8192  # memo entries per fixed LRP key (an ECB context each, about 1 KiB)
 
-_meta_dec: BoundedCache[bytes, object] = BoundedCache(ecb_decryptor, 4096)
+_meta_dec: BoundedCache[bytes, CipherContext] = BoundedCache(ecb_decryptor, 4096)
 _file_cmac: BoundedCache[bytes, FixedKeyCmac] = BoundedCache(FixedKeyCmac, 65536)
 _lrp: BoundedCache[bytes, LrpCipher] = BoundedCache(
     lambda k: LrpCipher(k, 0, memo_size=_LRP_MEMO_SIZE), 256
@@ -102,101 +106,138 @@ def _decoy(keys: TagKeys, mode: str, cmac: bytes, mac_input: bytes) -> Outcome:
     return R.UID_LENGTH, None, None, None
 
 
-def verify_message(
-    keys: TagKeys,
-    *,
-    mode: str | None,
-    picc: bytes | None,
-    cmac: bytes,
-    mac_input: bytes = b"",
-    enc: bytes | None = None,
-    plain_uid: bytes | None = None,
-    plain_ctr: int | None = None,
-    reader_uid: bytes | None = None,
-) -> Outcome:
-    """Verify one SUN message. ``picc`` None means plain mirroring (``plain_uid``/``ctr``)."""
-    if mode is not None and mode not in ("aes", "lrp"):
-        return R.UNKNOWN_MODE, None, None, None
-    if len(cmac) != 8:
-        return R.BAD_LENGTH, None, None, None
-    if enc is not None and (not enc or len(enc) % 16):
-        return R.BAD_LENGTH, None, None, None
-    if reader_uid is not None and len(reader_uid) != 7:
-        return R.UID_LENGTH, None, None, None
+class SunMessage(NamedTuple):
+    """One SUN message's fields as bytes. ``picc`` None means plain mirroring: the UID and
+    counter then come as ``plain_uid`` and ``plain_ctr``. (A named tuple: built for every
+    message verified, and a frozen dataclass costs several times more to build.)"""
 
+    cmac: bytes
+    picc: bytes | None = None
+    mac_input: bytes = b""
+    enc: bytes | None = None
+    plain_uid: bytes | None = None
+    plain_ctr: int | None = None
+
+
+@dataclass(slots=True)
+class _Mirror:
+    """What the tag mirrored into the message: the SV blocks derive the session keys from
+    ``mirrored`` (the UID and/or the little-endian counter, as the tag placed them)."""
+
+    mode: str
+    uid: bytes | None
     ctr_le: bytes | None
-    if picc is not None:
-        n = len(picc)
-        if mode is None:
-            mode = "aes" if n == 16 else "lrp" if n == 24 else None
-            if mode is None:
-                return R.BAD_LENGTH, None, None, None
-        elif n != (16 if mode == "aes" else 24):
-            return R.BAD_LENGTH, None, None, None
-        meta = keys.meta_read_key
-        if meta is None:
-            return R.NO_KEY, None, None, None
-        if mode == "aes":
-            plain = _meta_dec.get(meta).update(picc)  # type: ignore[attr-defined]
-        else:
-            plain = _lrp.get(meta).decrypt(picc[:8], picc[8:], memo=_LRP_PICC_MEMO)
-        tag = plain[0]
-        if tag & 0x0F != 7:
-            return _decoy(keys, mode, cmac, mac_input)
-        pos = 1
-        if tag & 0x80:
-            uid: bytes | None = plain[1:8]
-            pos = 8
-            if reader_uid is not None and not compare_digest(uid, reader_uid):  # type: ignore[arg-type]
-                return R.UID_MISMATCH, uid, None, None
-            mirrored = uid
-        else:
-            uid = reader_uid if reader_uid is not None else plain_uid
-            mirrored = b""
-        if tag & 0x40:
-            ctr_le = plain[pos : pos + 3]
-            mirrored += ctr_le
-        else:
-            ctr_le = None
-        if not mirrored:
-            return _decoy(keys, mode, cmac, mac_input)
-    else:
-        if plain_uid is None:
-            return R.MISSING_FIELD, None, None, None
-        if len(plain_uid) != 7:
-            return R.UID_LENGTH, None, None, None
-        if plain_ctr is None:
-            return R.MISSING_FIELD, None, None, None
-        if not 0 <= plain_ctr <= 0xFFFFFF:
-            return R.BAD_LENGTH, None, None, None
-        mode = mode or "aes"
-        uid = plain_uid
-        if reader_uid is not None and not compare_digest(uid, reader_uid):
-            return R.UID_MISMATCH, uid, None, None
-        ctr_le = plain_ctr.to_bytes(3, "little")
-        mirrored = uid + ctr_le
+    mirrored: bytes
 
+
+def _rejected(reason: str, uid: bytes | None = None, ctr: int | None = None) -> Outcome:
+    return reason, uid, ctr, None
+
+
+def verify_message(
+    keys: TagKeys, message: SunMessage, *, mode: str | None, reader_uid: bytes | None = None
+) -> Outcome:
+    """Verify one SUN message; ``mode`` None: AES or LRP by the PICC data's length."""
+    if mode is not None and mode not in ("aes", "lrp"):
+        return _rejected(R.UNKNOWN_MODE)
+    enc = message.enc
+    if len(message.cmac) != 8 or (enc is not None and (not enc or len(enc) % 16)):
+        return _rejected(R.BAD_LENGTH)
+    if reader_uid is not None and len(reader_uid) != 7:
+        return _rejected(R.UID_LENGTH)
+    mirror = (
+        _plain_mirror(message, mode, reader_uid)
+        if message.picc is None
+        else _picc_mirror(keys, message, message.picc, mode, reader_uid)
+    )
+    if not isinstance(mirror, _Mirror):
+        return mirror
+    return _check_mac(keys, message, mirror)
+
+
+def _picc_mirror(
+    keys: TagKeys, message: SunMessage, picc: bytes, mode: str | None, reader_uid: bytes | None
+) -> _Mirror | Outcome:
+    """Decrypt the PICC data: what it mirrors, or why the message is refused."""
+    n = len(picc)
+    if mode is None:
+        mode = "aes" if n == 16 else "lrp" if n == 24 else None
+        if mode is None:
+            return _rejected(R.BAD_LENGTH)
+    elif n != (16 if mode == "aes" else 24):
+        return _rejected(R.BAD_LENGTH)
+    meta = keys.meta_read_key
+    if meta is None:
+        return _rejected(R.NO_KEY)
+    if mode == "aes":
+        plain = _meta_dec.get(meta).update(picc)
+    else:
+        plain = _lrp.get(meta).decrypt(picc[:8], picc[8:], memo=_LRP_PICC_MEMO)
+    tag = plain[0]
+    if tag & 0x0F != 7:
+        return _decoy(keys, mode, message.cmac, message.mac_input)
+    uid: bytes | None
+    if tag & 0x80:
+        uid = plain[1:8]
+        mirrored, pos = uid, 8
+        if reader_uid is not None and not compare_digest(uid, reader_uid):
+            return _rejected(R.UID_MISMATCH, uid)
+    else:
+        uid = reader_uid if reader_uid is not None else message.plain_uid
+        mirrored, pos = b"", 1
+    ctr_le = plain[pos : pos + 3] if tag & 0x40 else None
+    if ctr_le is not None:
+        mirrored += ctr_le
+    if not mirrored:
+        return _decoy(keys, mode, message.cmac, message.mac_input)
+    return _Mirror(mode, uid, ctr_le, mirrored)
+
+
+def _plain_mirror(
+    message: SunMessage, mode: str | None, reader_uid: bytes | None
+) -> _Mirror | Outcome:
+    """The plainly mirrored UID and counter, or why the message is refused."""
+    uid, ctr = message.plain_uid, message.plain_ctr
+    if uid is None:
+        return _rejected(R.MISSING_FIELD)
+    if len(uid) != 7:
+        return _rejected(R.UID_LENGTH)
+    if ctr is None:
+        return _rejected(R.MISSING_FIELD)
+    if not 0 <= ctr <= 0xFFFFFF:
+        return _rejected(R.BAD_LENGTH)
+    if reader_uid is not None and not compare_digest(uid, reader_uid):
+        return _rejected(R.UID_MISMATCH, uid)
+    ctr_le = ctr.to_bytes(3, "little")
+    return _Mirror(mode or "aes", uid, ctr_le, uid + ctr_le)
+
+
+def _check_mac(keys: TagKeys, message: SunMessage, mirror: _Mirror) -> Outcome:
+    """Check the SDMMAC with the tag's file key; decrypt the file data of a valid message."""
+    uid, ctr_le = mirror.uid, mirror.ctr_le
     if uid is None and keys.needs_uid:
-        return R.NO_UID, None, None, None
+        return _rejected(R.NO_UID)
     file_key = keys.file_key(uid)
     if file_key is None:
-        return R.NO_KEY, uid, None, None
+        return _rejected(R.NO_KEY, uid)
     ctr = int.from_bytes(ctr_le, "little") if ctr_le is not None else None
-    if enc is not None and ctr_le is None:
-        return R.NO_COUNTER, uid, None, None
+    if message.enc is not None and ctr_le is None:
+        return _rejected(R.NO_COUNTER, uid)
+    full, session = _session_mac(mirror.mode, file_key, mirror.mirrored, message.mac_input)
+    if not compare_digest(full[1::2], message.cmac):
+        return _rejected(R.BAD_MAC, uid, ctr)
+    if message.enc is None or ctr_le is None:
+        return None, uid, ctr, None
+    return None, uid, ctr, _decrypt_file(mirror, file_key, session, ctr_le, message.enc)
 
-    full, session = _session_mac(mode, file_key, mirrored, mac_input)
-    if not compare_digest(full[1::2], cmac):
-        return R.BAD_MAC, uid, ctr, None
 
-    file_data = None
-    if enc is not None:
-        assert ctr_le is not None
-        if mode == "aes":
-            k_enc = _file_cmac.get(file_key).mac(_sv_aes(_SV1, mirrored))
-            iv = ecb_encryptor(k_enc).update(ctr_le + bytes(13))
-            file_data = cbc_decrypt(k_enc, iv, enc)
-        else:
-            assert session is not None
-            file_data = LrpCipher(session, 1).decrypt(ctr_le + bytes(3), enc)
-    return None, uid, ctr, file_data
+def _decrypt_file(
+    mirror: _Mirror, file_key: bytes, session: bytes | None, ctr_le: bytes, enc: bytes
+) -> bytes:
+    """SDMENCFileData in clear, decrypted with the session keys (AN12196 AES, AN12304 LRP)."""
+    if mirror.mode == "aes":
+        k_enc = _file_cmac.get(file_key).mac(_sv_aes(_SV1, mirror.mirrored))
+        iv = ecb_encryptor(k_enc).update(ctr_le + bytes(13))
+        return cbc_decrypt(k_enc, iv, enc)
+    assert session is not None
+    return LrpCipher(session, 1).decrypt(ctr_le + bytes(3), enc)

@@ -18,7 +18,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 PLACEHOLDERS = frozenset({"base", "picc_data", "enc", "cmac", "record", "uid", "ctr"})
 MacFrom = Literal["none", "host", "base", "picc_data", "enc", "record", "uid", "ctr"]
@@ -153,11 +153,11 @@ def parse_profiles(table: dict[str, object], *, source: str = "profiles") -> dic
             raise ProfileError(f"{source}: profile {name!r} has unknown key(s) {extra}")
         if not isinstance(spec.get("template"), str):
             raise ProfileError(f"{source}: profile {name!r} needs a template string")
-        if spec.get("mac_from", "none") not in MacFrom.__args__:  # type: ignore[attr-defined]
+        if spec.get("mac_from", "none") not in get_args(MacFrom):
             raise ProfileError(f"{source}: profile {name!r}: bad mac_from {spec.get('mac_from')!r}")
-        if spec.get("record_binding", "none") not in RecordBinding.__args__:  # type: ignore[attr-defined]
+        if spec.get("record_binding", "none") not in get_args(RecordBinding):
             raise ProfileError(f"{source}: profile {name!r}: bad record_binding")
-        out[name] = TagProfile(name=name, **spec)  # type: ignore[arg-type]
+        out[name] = TagProfile(name=name, **spec)
     return out
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from hmac import compare_digest
+from typing import Required, TypedDict, Unpack
 
 from dockgate.gateway.sun import reasons as R
-from dockgate.gateway.sun.core import SunError, unhex, verify_message
+from dockgate.gateway.sun.core import SunError, SunMessage, unhex, verify_message
 from dockgate.gateway.sun.keys import TagKeys
-from dockgate.gateway.sun.profiles import TagProfile
+from dockgate.gateway.sun.profiles import TagProfile, UrlFields
 from dockgate.gateway.sun.replay import ReplayStore
 from dockgate.gateway.sun.settings import SunSettings
 
@@ -66,7 +67,9 @@ class SunVerifier:
         self.key_sets: dict[str, TagKeys] = {
             name: ks.build() for name, ks in self.settings.key_sets.items()
         }
-        self.modes = {name: ks.mode for name, ks in self.settings.key_sets.items()}
+        self.modes: dict[str, str | None] = {
+            name: ks.mode for name, ks in self.settings.key_sets.items()
+        }
         self.records = self.settings.records
         self.store = store
 
@@ -87,46 +90,27 @@ class SunVerifier:
         return result
 
     def verify_url(
-        self, url: str, *, reader_uid: bytes | None = None, profile: str | None = None
+        self, url: object, *, reader_uid: bytes | None = None, profile: str | None = None
     ) -> SunResult:
-        """Verify a scanned URL with the named profile, or the first profile it matches."""
+        """Verify a scanned URL with the named profile, or the first profile it matches.
+
+        ``url`` is whatever was scanned: anything but text is refused as ``bad_input``.
+        """
         if not isinstance(url, str):
             return SunResult(valid=False, reason=R.BAD_INPUT)
-        if profile is not None:
-            prof = self.profiles.get(profile)
-            found = prof.extract(url) if prof is not None else None
-            if found is None:
-                return SunResult(valid=False, reason=R.UNKNOWN_PROFILE, profile=profile)
-        else:
-            for prof in self.profiles.values():
-                found = prof.extract(url)
-                if found is not None:
-                    break
-            else:
-                return SunResult(valid=False, reason=R.UNKNOWN_PROFILE)
+        match = self._match(url, profile)
+        if match is None:
+            return SunResult(valid=False, reason=R.UNKNOWN_PROFILE, profile=profile)
+        prof, found = match
         name, record = prof.name, found.record
         keys, mode = self._keys(prof.key_set)
         if keys is None:
             return SunResult(valid=False, reason=R.NO_KEY, profile=name, record=record)
         try:
-            picc = None if found.picc_data is None else unhex(found.picc_data)
-            enc = None if found.enc is None else unhex(found.enc, multiple=16)
-            cmac = unhex(found.cmac, 8)
-            plain_uid = None if found.uid is None else unhex(found.uid, 7)
-            plain_ctr = None if found.ctr is None else int.from_bytes(unhex(found.ctr, 3), "big")
+            message = _url_message(found)
         except SunError as exc:
             return SunResult(valid=False, reason=exc.reason, profile=name, record=record)
-        outcome = verify_message(
-            keys,
-            mode=mode,
-            picc=picc,
-            cmac=cmac,
-            mac_input=found.mac_input,
-            enc=enc,
-            plain_uid=plain_uid,
-            plain_ctr=plain_ctr,
-            reader_uid=reader_uid,
-        )
+        outcome = verify_message(keys, message, mode=mode, reader_uid=reader_uid)
         result = _result(outcome, name, record)
         if result.valid and prof.record_binding == "uid":
             bound = self.records.get(record or "")
@@ -136,19 +120,26 @@ class SunVerifier:
                 return _fail(R.RECORD_MISMATCH, result)
         return self._replay(result, outcome[1], outcome[2])
 
+    def _match(self, url: str, profile: str | None) -> tuple[TagProfile, UrlFields] | None:
+        """The named profile (or else the first that fits) and the URL's fields in it."""
+        if profile is not None:
+            prof = self.profiles.get(profile)
+            found = prof.extract(url) if prof is not None else None
+            return (prof, found) if prof is not None and found is not None else None
+        for prof in self.profiles.values():
+            found = prof.extract(url)
+            if found is not None:
+                return prof, found
+        return None
+
     def verify_fields(
         self,
         *,
-        picc_data: str | None = None,
-        cmac: str,
-        enc_file_data: str | None = None,
-        mac_input: str | bytes = b"",
-        uid: str | None = None,
-        read_ctr: str | None = None,
         mode: str | None = None,
         keys: TagKeys | None = None,
         key_set: str | None = None,
         reader_uid: bytes | None = None,
+        **fields: Unpack[SunFields],
     ) -> SunResult:
         """Verify raw fields (hex text as scanned); ``keys`` overrides the configured key set."""
         if keys is None:
@@ -157,33 +148,62 @@ class SunVerifier:
             if keys is None:
                 return SunResult(valid=False, reason=R.NO_KEY)
         try:
-            picc = None if picc_data is None else unhex(picc_data)
-            enc = None if enc_file_data is None else unhex(enc_file_data, multiple=16)
-            mac = unhex(cmac, 8)
-            plain_uid = None if uid is None else unhex(uid, 7)
-            plain_ctr = None if read_ctr is None else int.from_bytes(unhex(read_ctr, 3), "big")
-            if isinstance(mac_input, str):
-                mac_input = mac_input.encode("ascii")
+            message = _fields_message(fields)
         except SunError as exc:
             return SunResult(valid=False, reason=exc.reason)
         except UnicodeEncodeError:
             return SunResult(valid=False, reason=R.BAD_INPUT)
-        if picc is None and plain_uid is None:
+        if message.picc is None and message.plain_uid is None:
             return SunResult(valid=False, reason=R.MISSING_FIELD)
-        if picc is not None and plain_uid is not None and reader_uid is None:
-            reader_uid = plain_uid  # counter-only PICC data: the UID as the reader reported it
-        outcome = verify_message(
-            keys,
-            mode=mode,
-            picc=picc,
-            cmac=mac,
-            mac_input=mac_input,
-            enc=enc,
-            plain_uid=plain_uid if picc is None else None,
-            plain_ctr=plain_ctr,
-            reader_uid=reader_uid,
-        )
+        if message.picc is not None and message.plain_uid is not None:
+            # counter-only PICC data: the UID is the one the reader reported
+            reader_uid = message.plain_uid if reader_uid is None else reader_uid
+            message = message._replace(plain_uid=None)
+        outcome = verify_message(keys, message, mode=mode, reader_uid=reader_uid)
         return self._replay(_result(outcome), outcome[1], outcome[2])
+
+
+class SunFields(TypedDict, total=False):
+    """A SUN message's fields as scanned: hex text, and the exact text the MAC covers."""
+
+    cmac: Required[str]
+    picc_data: str | None
+    enc_file_data: str | None
+    mac_input: str | bytes
+    uid: str | None
+    read_ctr: str | None
+
+
+def _counter(text: str | None) -> int | None:
+    """A mirrored counter: 6 hex digits, most significant first."""
+    return None if text is None else int.from_bytes(unhex(text, 3), "big")
+
+
+def _url_message(found: UrlFields) -> SunMessage:
+    """The message in a URL's fields; raises :class:`SunError` with the first bad field."""
+    return SunMessage(
+        picc=None if found.picc_data is None else unhex(found.picc_data),
+        enc=None if found.enc is None else unhex(found.enc, multiple=16),
+        cmac=unhex(found.cmac, 8),
+        plain_uid=None if found.uid is None else unhex(found.uid, 7),
+        plain_ctr=_counter(found.ctr),
+        mac_input=found.mac_input,
+    )
+
+
+def _fields_message(fields: SunFields) -> SunMessage:
+    """The message in raw fields; raises :class:`SunError` with the first bad field, or
+    ``UnicodeEncodeError`` for a MAC input that is not ASCII."""
+    picc, enc, uid = fields.get("picc_data"), fields.get("enc_file_data"), fields.get("uid")
+    mac_input = fields.get("mac_input", b"")
+    return SunMessage(
+        picc=None if picc is None else unhex(picc),
+        enc=None if enc is None else unhex(enc, multiple=16),
+        cmac=unhex(fields["cmac"], 8),
+        plain_uid=None if uid is None else unhex(uid, 7),
+        plain_ctr=_counter(fields.get("read_ctr")),
+        mac_input=mac_input.encode("ascii") if isinstance(mac_input, str) else mac_input,
+    )
 
 
 def _fail(reason: str, result: SunResult) -> SunResult:

@@ -14,10 +14,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
+
+from dockgate.gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,26 @@ class SinkCounters:
     dropped: int = 0
     failed_batches: int = 0
     retries: int = 0
+
+
+# A failed batch is tried again after 0.2 s, then 0.4, 0.8 ... up to 10 s.
+WRITE_RETRY = Backoff(initial=0.2, cap=10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkPolicy:
+    """How much the sink holds and how it sends.
+
+    At most ``max_queue`` points wait (the oldest go first when full); a batch of up to
+    ``batch_size`` leaves when that many wait or every ``flush_interval`` seconds; a failed
+    batch is tried ``max_retries`` more times, ``retry`` apart, then counted as lost.
+    """
+
+    max_queue: int = 100_000
+    batch_size: int = 5_000
+    flush_interval: float = 0.5
+    max_retries: int = 5
+    retry: Backoff = WRITE_RETRY
 
 
 class TelemetrySink:
@@ -47,21 +68,16 @@ class TelemetrySink:
         token: str = "",
         org: str = "dockgate",
         bucket: str = "telemetry",
-        max_queue: int = 100_000,
-        batch_size: int = 5_000,
-        flush_interval: float = 0.5,
-        max_retries: int = 5,
-        backoff: float = 0.2,
-        max_backoff: float = 10.0,
         timeout_ms: int = 10_000,
+        policy: SinkPolicy = SinkPolicy(),
     ) -> None:
-        if max_queue < 1 or batch_size < 1:
+        if policy.max_queue < 1 or policy.batch_size < 1:
             raise ValueError("max_queue and batch_size must be positive")
         self.bucket, self.org = bucket, org
-        self.batch_size, self.flush_interval = batch_size, flush_interval
-        self.max_retries, self.backoff, self.max_backoff = max_retries, backoff, max_backoff
+        self.policy = policy
+        self.batch_size = policy.batch_size
         self.counters = SinkCounters()
-        self._queue: collections.deque[str] = collections.deque(maxlen=max_queue)
+        self._queue: collections.deque[str] = collections.deque(maxlen=policy.max_queue)
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -83,8 +99,8 @@ class TelemetrySink:
         if not fields:
             raise ValueError("a telemetry point needs at least one field")
         point = Point(measurement)
-        for key, value in tags.items():
-            point.tag(key, str(value))
+        for key, tag in tags.items():
+            point.tag(key, str(tag))
         for key, value in fields.items():
             point.field(key, value)
         point.time(int((time.time() if ts is None else ts) * 1000), WritePrecision.MS)
@@ -114,13 +130,13 @@ class TelemetrySink:
     def _take(self) -> list[str]:
         with self._cond:
             if not self._closing and len(self._queue) < self.batch_size:
-                self._cond.wait(self.flush_interval)
+                self._cond.wait(self.policy.flush_interval)
             n = min(len(self._queue), self.batch_size)
             return [self._queue.popleft() for _ in range(n)]
 
     def _send(self, batch: list[str]) -> bool:
-        delay = self.backoff
-        for attempt in range(self.max_retries + 1):
+        retries = self.policy.max_retries
+        for attempt in range(retries + 1):
             try:
                 self._write.write(
                     bucket=self.bucket,
@@ -134,11 +150,10 @@ class TelemetrySink:
                 log.warning(
                     "telemetry batch failed (%s), attempt %d", type(exc).__name__, attempt + 1
                 )
-                if attempt == self.max_retries or (self._closing and attempt >= 1):
+                if attempt == retries or (self._closing and attempt >= 1):
                     break
                 self.counters.retries += 1
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+                time.sleep(self.policy.retry.delay(attempt))
         self.counters.failed_batches += 1
         self.counters.dropped += len(batch)
         return False
@@ -179,5 +194,5 @@ class TelemetrySink:
     def __enter__(self) -> TelemetrySink:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

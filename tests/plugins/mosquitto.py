@@ -4,8 +4,8 @@
 - `mosquitto_auth`: a broker with a password file and per-device ACLs for a small fleet;
   `mosquitto_auth.users` maps usernames to passwords, `mosquitto_auth.devices` lists the fleet.
 
-- `scripted_device`: a factory of :class:`ScriptedDevice` (a paho device whose replies the
-  test scripts) on the `mosquitto` broker.
+- `scripted_device`: a factory of :class:`tests.support.mqtt.ScriptedDevice` (a paho device
+  whose replies the test scripts) on the `mosquitto` broker.
 
 A missing mosquitto binary fails the test (ServiceError), it never skips.
 """
@@ -18,21 +18,9 @@ from typing import Any
 
 import pytest
 
-from dockgate.gateway.protocol import (
-    PHYSICAL_COMMANDS,
-    Ack,
-    AckStatus,
-    Channel,
-    DeviceRef,
-    Outcome,
-    OutcomeStatus,
-    acl_text,
-    decode_command,
-    encode,
-    now_ms,
-    username,
-)
+from dockgate.gateway.protocol import DeviceRef, acl_text, username
 from dockgate.sim.services.mosquitto import Mosquitto
+from tests.support.mqtt import ScriptedDevice
 
 AUTH_FLEET = (
     DeviceRef.vehicle(1, "SXB001"),
@@ -63,124 +51,6 @@ def mosquitto_auth() -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.cleanup()
-
-
-class ScriptedDevice:
-    """A device on the real broker whose replies a test scripts exactly (a paho client).
-
-    ``behaviour`` per command: ``ack`` (accept), ``reject``, ``silent`` (never answer),
-    ``ignore-first`` (drop the first delivery of each cmd_id, ack repeats), ``dup`` (send the
-    ack twice); ``outcome`` is ``done``, ``failed`` or None (no outcome reply). Commands past
-    their ``expires_at`` are answered ``expired``. A repeated cmd_id is never re-executed:
-    the device re-sends its replies, as the protocol asks.
-    """
-
-    def __init__(
-        self,
-        broker: Mosquitto,
-        device: DeviceRef,
-        *,
-        behaviour: str = "ack",
-        outcome: str | None = "done",
-        user: tuple[str, str] | None = None,
-    ) -> None:
-        import threading
-
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self.device = device
-        self.behaviour = behaviour
-        self.outcome = outcome
-        self.deliveries: list[tuple[str, Any]] = []  # (cmd_id, properties) per delivery
-        self.executed: list[str] = []
-        self._replies: dict[str, list[tuple[str, bytes]]] = {}
-        self._lock = threading.Lock()
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"dev-{device.device_id}", protocol=paho.MQTTv5
-        )
-        if user is not None:
-            self.client.username_pw_set(*user)
-        if broker.tls is not None:  # a TLS listener: trust its CA
-            self.client.tls_set(ca_certs=str(broker.tls.cafile))
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(device.topic(Channel.CMD), qos=1)
-        self.client.loop_start()
-        wait_subscribed(self.client, device.topic(Channel.CMD))
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        cmd = decode_command(msg.topic, msg.payload, device=self.device)
-        with self._lock:
-            self.deliveries.append((cmd.cmd_id, msg.properties))
-            first = cmd.cmd_id not in self._replies
-            if first:
-                self._replies[cmd.cmd_id] = []
-        props = Properties(PacketTypes.PUBLISH)
-        props.CorrelationData = msg.properties.CorrelationData
-        response_topic = msg.properties.ResponseTopic
-        if not first:
-            if self.behaviour == "silent":
-                return
-            for topic, payload in list(self._replies[cmd.cmd_id]):
-                client.publish(topic, payload, qos=1, properties=props)
-            if self.behaviour == "ignore-first" and not self._replies[cmd.cmd_id]:
-                self._answer(client, cmd, response_topic, props)
-            return
-        if self.behaviour in ("silent", "ignore-first"):
-            return
-        self._answer(client, cmd, response_topic, props)
-
-    def _answer(self, client: Any, cmd: Any, topic: str, props: Any) -> None:
-        def send(model: Any) -> None:
-            payload = encode(model)
-            self._replies[cmd.cmd_id].append((topic, payload))
-            client.publish(topic, payload, qos=1, properties=props)
-
-        base = {"ts": now_ms(), "device_id": self.device.device_id, "cmd_id": cmd.cmd_id}
-        if cmd.expires_at < now_ms() or self.behaviour == "expired":
-            send(Ack(status=AckStatus.EXPIRED, **base))
-            return
-        if self.behaviour == "reject":
-            send(Ack(status=AckStatus.REJECTED, reason="busy", **base))
-            return
-        self.executed.append(cmd.cmd_id)
-        send(Ack(status=AckStatus.ACCEPTED, **base))
-        if self.behaviour == "dup":
-            client.publish(topic, self._replies[cmd.cmd_id][-1][1], qos=1, properties=props)
-        if cmd.cmd in PHYSICAL_COMMANDS and self.outcome is not None:
-            reason = "lock-jammed" if self.outcome == "failed" else None
-            send(Outcome(status=OutcomeStatus(self.outcome), reason=reason, **base))
-
-    def publish(self, channel: Channel, payload: bytes, qos: int = 1) -> Any:
-        return self.client.publish(self.device.topic(channel), payload, qos=qos)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def wait_subscribed(client: Any, topic: str, timeout: float = 5.0) -> None:
-    """Block until a SUBACK for ``topic`` arrived (paho gives no per-call wait)."""
-    import time
-
-    done = {"ok": False}
-    previous = client.on_subscribe
-
-    def on_subscribe(c: Any, u: Any, mid: int, rcs: Any, props: Any) -> None:
-        done["ok"] = True
-
-    client.on_subscribe = on_subscribe
-    client.subscribe(topic, qos=1)
-    deadline = time.monotonic() + timeout
-    while not done["ok"]:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no SUBACK for {topic}")
-        time.sleep(0.005)
-    client.on_subscribe = previous
 
 
 @pytest.fixture

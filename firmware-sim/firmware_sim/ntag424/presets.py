@@ -8,15 +8,18 @@ the name go to it unchanged (``meta_read_key``, ``file_read_key``, ``mode``, ``p
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockgate.sim.ntag424.tag import Ntag424Tag
+
+if TYPE_CHECKING:
+    from dockgate.sim.sdm import SdmTag
 
 CARD_UID = bytes.fromhex("04A1B2C3D4E580")
 RING_UID = bytes.fromhex("04517E3A6B2C90")
 
 
-def _sdm(uid: bytes, **sdm: Any) -> Any:
+def _sdm(uid: bytes, **sdm: Any) -> SdmTag:
     from dockgate.sim.sdm import SdmTag
 
     return SdmTag(uid=uid, **sdm)

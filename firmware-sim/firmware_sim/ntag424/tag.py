@@ -126,35 +126,18 @@ class Ntag424Tag:
     # -- commands --------------------------------------------------------------------------
     def transceive(self, apdu: bytes) -> bytes:
         """Answer one command APDU (or a native 1-byte frame) with data + status."""
-        if not self.present:
-            raise TagRemovedError(self.name)
-        budget = self.faults.remove_after
-        if budget is not None:
-            if budget <= 0:
-                self.faults.remove_after = None
-                self.present = False
-                raise TagRemovedError(self.name)
-            self.faults.remove_after = budget - 1
-        self.commands += 1
+        self._take_command()
         if len(apdu) == 1 and apdu[0] in (0x60, 0xAF):
             code, data = self._native(apdu[0])
             return bytes([code]) + data
-        if len(apdu) < 4:
-            return status.WRONG_LENGTH
-        parsed = _parse(apdu)
+        parsed = _parse(apdu) if len(apdu) >= 4 else None
         if parsed is None:
             return status.WRONG_LENGTH
         cla, ins, p1, p2, data, le = parsed
         if cla != 0x90:
             self._pending = []
         if cla == 0x00:
-            if ins == 0xA4:
-                return self._select(p1, p2, data)
-            if ins == 0xB0:
-                return self._read_binary(p1, p2, data, le)
-            if ins == 0xD6:  # UPDATE BINARY: the model's files are write-protected
-                return status.SECURITY_NOT_SATISFIED
-            return status.INS_NOT_SUPPORTED
+            return self._iso(ins, p1, p2, data, le)
         if cla == 0x90:
             if p1 or p2:
                 return bytes([0x91, status.NATIVE_LENGTH_ERROR])
@@ -166,22 +149,53 @@ class Ntag424Tag:
             return status.LOGICAL_CHANNEL_NOT_SUPPORTED
         return status.CLA_NOT_SUPPORTED
 
+    def _take_command(self) -> None:
+        """Count a command, or raise ``TagRemovedError`` if the tag has left the field (now,
+        when the ``remove_after`` fault's budget of commands is spent)."""
+        if not self.present:
+            raise TagRemovedError(self.name)
+        budget = self.faults.remove_after
+        if budget is not None:
+            if budget <= 0:
+                self.faults.remove_after = None
+                self.present = False
+                raise TagRemovedError(self.name)
+            self.faults.remove_after = budget - 1
+        self.commands += 1
+
+    def _iso(self, ins: int, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+        """An ISO/IEC 7816-4 command (CLA 00)."""
+        if ins == 0xA4:
+            return self._select(p1, p2, data)
+        if ins == 0xB0:
+            return self._read_binary(p1, p2, data, le)
+        if ins == 0xD6:  # UPDATE BINARY: the model's files are write-protected
+            return status.SECURITY_NOT_SATISFIED
+        return status.INS_NOT_SUPPORTED
+
     def _select(self, p1: int, p2: int, data: bytes) -> bytes:
         if p2 not in (0x00, 0x0C):
             return status.WRONG_P1P2
         self._session = None
         if p1 == 0x04:
-            if not data:
-                return status.WRONG_LENGTH
-            if data != files.NDEF_APP_DF_NAME:
-                return status.FILE_NOT_FOUND
-            self._app_selected, self._ef = True, None
-            return status.OK
+            return self._select_application(data)
         if p1 not in (0x00, 0x02):
             return status.WRONG_P1P2
         if len(data) != 2:
             return status.WRONG_LENGTH
-        fid = int.from_bytes(data, "big")
+        return self._select_file(p1, int.from_bytes(data, "big"))
+
+    def _select_application(self, name: bytes) -> bytes:
+        """SELECT by DF name: only the NDEF application is there."""
+        if not name:
+            return status.WRONG_LENGTH
+        if name != files.NDEF_APP_DF_NAME:
+            return status.FILE_NOT_FOUND
+        self._app_selected, self._ef = True, None
+        return status.OK
+
+    def _select_file(self, p1: int, fid: int) -> bytes:
+        """SELECT by file id: the master file, the NDEF application, or one of its files."""
         if p1 == 0x00 and fid == files.MASTER_FILE_ID:
             self._app_selected, self._ef = False, None
             return status.OK

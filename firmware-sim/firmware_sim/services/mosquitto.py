@@ -75,7 +75,13 @@ def render_config(
     else:
         lines.append("persistence false")
     if password_file is not None:
-        lines += ["allow_anonymous false", f"password_file {password_file}"]
+        # Each session belongs to its account: a device credential cannot connect under the
+        # gateway's client id and take its session over (nor under another device's).
+        lines += [
+            "allow_anonymous false",
+            f"password_file {password_file}",
+            "use_username_as_clientid true",
+        ]
     else:
         lines.append("allow_anonymous true")
     if acl_file is not None:

@@ -212,31 +212,39 @@ class NfcpyUdpTag:
 
     # -- ISO/IEC 14443-3 -----------------------------------------------------------------
     def _frame(self, tag: SimTag, frame: bytes) -> bytes | None:
-        if frame in (b"\x26", b"\x52"):  # REQA answered from IDLE, WUPA from IDLE or HALT
-            if self._state in (IDLE, READY) or (frame == b"\x52" and self._state == HALT):
-                self._reset_state()
-                self._state, self._level = READY, 0
-                return tag.atqa
-            if self._state in (ACTIVE, PROTOCOL):  # a new poll: the reader restarted
-                tag.reset()
-                self._reset_state()
-                self._state = READY
-                return tag.atqa
-            return None
+        if frame in (b"\x26", b"\x52"):
+            return self._poll(tag, frame)
         if self._state == READY:
             return self._anticollision(tag, frame)
         if self._state == ACTIVE:
-            if frame[:2] == b"\x50\x00":  # HLTA
-                self._state = HALT
-                return None
-            if frame[0] == 0xE0 and len(frame) == 2:  # RATS
-                fsdi = frame[1] >> 4
-                self._fsd = (16, 24, 32, 40, 48, 64, 96, 128, 256)[min(fsdi, 8)]
-                self._state, self._block = PROTOCOL, 1
-                return tag.ats
-            return None
+            return self._activated(tag, frame)
         if self._state == PROTOCOL:
             return self._iso_dep(tag, frame)
+        return None
+
+    def _poll(self, tag: SimTag, frame: bytes) -> bytes | None:
+        """REQA answered from IDLE, WUPA from IDLE or HALT; either restarts an active tag."""
+        if self._state in (IDLE, READY) or (frame == b"\x52" and self._state == HALT):
+            self._reset_state()
+            self._state, self._level = READY, 0
+            return tag.atqa
+        if self._state in (ACTIVE, PROTOCOL):  # a new poll: the reader restarted
+            tag.reset()
+            self._reset_state()
+            self._state = READY
+            return tag.atqa
+        return None
+
+    def _activated(self, tag: SimTag, frame: bytes) -> bytes | None:
+        """A selected tag takes HLTA or RATS (then it speaks ISO-DEP)."""
+        if frame[:2] == b"\x50\x00":  # HLTA
+            self._state = HALT
+            return None
+        if frame[0] == 0xE0 and len(frame) == 2:  # RATS
+            fsdi = frame[1] >> 4
+            self._fsd = (16, 24, 32, 40, 48, 64, 96, 128, 256)[min(fsdi, 8)]
+            self._state, self._block = PROTOCOL, 1
+            return tag.ats
         return None
 
     def _anticollision(self, tag: SimTag, frame: bytes) -> bytes | None:
@@ -268,35 +276,43 @@ class NfcpyUdpTag:
         if pcb & 0x08:  # CID follows: echo it
             cid, header = frame[1:2], 2
         if pcb & 0xC0 == 0x00 and pcb & 0x22 == 0x02:  # I-block
-            if pcb & 0x04:  # NAD is not supported by this PICC
-                return None
-            self._block ^= 1
-            self._chain_in += frame[header:]
-            if pcb & 0x10:  # the reader chains: acknowledge this part
-                return self._send_block(bytes((0xA2 | self._block | (pcb & 0x08),)) + cid)
-            apdu, self._chain_in = bytes(self._chain_in), bytearray()
-            self.stats.apdus += 1
-            try:
-                self._chain_out = tag.transceive(apdu)
-            except TagRemovedError:
-                self._tag = None
-                self._reset_state()
-                return None
-            return self._next_chunk(pcb & 0x08, cid)
+            return self._i_block(tag, pcb, cid, frame[header:])
         if pcb & 0xE6 == 0xA2:  # R-block
-            number, nak = pcb & 0x01, bool(pcb & 0x10)
-            if number == self._block:
-                self.stats.retransmits += 1
-                return self._last_block
-            if nak:
-                return self._send_block(bytes((0xA2 | self._block | (pcb & 0x08),)) + cid)
-            if self._chain_out:  # ACK for our chained answer: send the next part
-                self._block ^= 1
-                return self._next_chunk(pcb & 0x08, cid)
-            return None
+            return self._r_block(pcb, cid)
         if pcb & 0xF7 == 0xC2:  # S(DESELECT)
             self._state = HALT
             return bytes((pcb,)) + cid
+        return None
+
+    def _i_block(self, tag: SimTag, pcb: int, cid: bytes, inf: bytes) -> bytes | None:
+        """An information block: a part of a chained command, or a command to answer."""
+        if pcb & 0x04:  # NAD is not supported by this PICC
+            return None
+        self._block ^= 1
+        self._chain_in += inf
+        if pcb & 0x10:  # the reader chains: acknowledge this part
+            return self._send_block(bytes((0xA2 | self._block | (pcb & 0x08),)) + cid)
+        apdu, self._chain_in = bytes(self._chain_in), bytearray()
+        self.stats.apdus += 1
+        try:
+            self._chain_out = tag.transceive(apdu)
+        except TagRemovedError:
+            self._tag = None
+            self._reset_state()
+            return None
+        return self._next_chunk(pcb & 0x08, cid)
+
+    def _r_block(self, pcb: int, cid: bytes) -> bytes | None:
+        """A receive-ready block: resend the last block, or send the next part of ours."""
+        number, nak = pcb & 0x01, bool(pcb & 0x10)
+        if number == self._block:
+            self.stats.retransmits += 1
+            return self._last_block
+        if nak:
+            return self._send_block(bytes((0xA2 | self._block | (pcb & 0x08),)) + cid)
+        if self._chain_out:  # ACK for our chained answer: send the next part
+            self._block ^= 1
+            return self._next_chunk(pcb & 0x08, cid)
         return None
 
     def _next_chunk(self, cid_bit: int, cid: bytes) -> bytes:

@@ -1,8 +1,10 @@
-"""The one small interface every NFC reader driver implements.
+"""The reader contract: what the core expects from every NFC reader driver.
 
 A driver watches its reader(s) and hands out one :class:`TapEvent` per physical tap: which
 reader, the UID as the reader saw it, the NDEF URL it read, and when. Verification is not
-the driver's job: ``dockgate.gateway.taps`` does that with the SUN verifier.
+the driver's job: :mod:`dockgate.gateway.taps` does that with the SUN verifier. The contract
+lives in the core so that the core depends on no driver; the drivers (``dockgate.drivers``)
+implement :class:`ReaderDriver` and import these types from here.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from dockgate.sim.station import StationSim
 TOKEN = "system-test-token-0123456789abcdef"
 META = "00112233445566778899AABBCCDDEEFF"
 FILE = "F0E1D2C3B4A5968778695A4B3C2D1E0F"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # tests/support/ -> the repository
 
 
 @dataclass

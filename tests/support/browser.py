@@ -6,24 +6,30 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+# Debian's ``chromium`` and ``chromium-driver`` packages (scripts/setup.sh), found on PATH.
+CHROMIUM = "chromium"
+CHROMEDRIVER = "chromedriver"
+
+
+def _installed(program: str) -> str:
+    """The program's full path on PATH, or a pointer to the set-up script."""
+    found = shutil.which(program)
+    if found is None:
+        raise RuntimeError(f"{program} is not on PATH: run scripts/setup.sh")
+    return found
 
 
 @contextmanager
 def headless_chromium() -> Iterator[webdriver.Chrome]:
     """A fresh headless Chromium with no network chatter (this machine's network is closed)."""
-    for binary in (CHROMIUM, CHROMEDRIVER):
-        if not Path(binary).exists():
-            raise RuntimeError(f"{binary} is missing: run scripts/setup.sh")
+    chromium, chromedriver = _installed(CHROMIUM), _installed(CHROMEDRIVER)
     profile = tempfile.mkdtemp(prefix="dockgate-chromium-")
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -38,7 +44,7 @@ def headless_chromium() -> Iterator[webdriver.Chrome]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
     try:
         yield driver
     finally:

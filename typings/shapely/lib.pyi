@@ -1,0 +1,9 @@
+# The compiled ufuncs the rules engine calls directly (no Python wrapper per point).
+import numpy as np
+from numpy.typing import NDArray
+from shapely.geometry.base import BaseGeometry
+from shapely.geometry.point import Point
+
+def dwithin(a: BaseGeometry, b: BaseGeometry, distance: float) -> bool: ...
+def intersects_xy(geom: BaseGeometry, x: float, y: float) -> bool: ...
+def points(coords: NDArray[np.float64], handle_nan: np.intc) -> Point: ...

@@ -1,0 +1,3 @@
+from smartcard.reader.Reader import Reader
+
+def readers(groups: list[str] | None = None) -> list[Reader]: ...

@@ -1,0 +1,1 @@
+# Minimal stubs for pyscard (``smartcard``): only the names dockgate uses.
