@@ -6,17 +6,28 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict, Unpack
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from dockgate.api.auth import RedactTokens, TokenRegistry
 from dockgate.api.errors import install_error_handlers
-from dockgate.api.gbfs import GbfsFeeds, GbfsSettings
+from dockgate.api.gbfs import GbfsFeeds, GbfsSettings, GbfsSources
 from dockgate.api.guard import RequestGuard, RouteTable
 from dockgate.api.limits import ApiLimits
 from dockgate.api.metrics import GatewayMetrics
 from dockgate.api.openapi import describe_errors
 from dockgate.api.ports import BundleValidator, CommandSender, PlayVerifier, rules_bundle_validator
-from dockgate.api.routes import alerts, commands, config, events, public, riders, state
+from dockgate.api.query import QueryCheck
+from dockgate.api.routes import (
+    alerts,
+    commands,
+    config,
+    events,
+    geofencing,
+    network_settings,
+    public,
+    riders,
+    state,
+)
 from dockgate.api.routes.events import EventWaiter
 from dockgate.gateway.outbox import Outbox
 from dockgate.gateway.store import Store
@@ -31,6 +42,7 @@ class AppOptions(TypedDict, total=False):
     play_verifier: PlayVerifier | None
     bundle_validator: BundleValidator
     gbfs: GbfsSettings | None
+    gbfs_sources: GbfsSources | None
     metrics: GatewayMetrics | None
     command_timeout: float
     max_long_poll: float
@@ -72,14 +84,17 @@ def create_app(
         '<token>` or `?private_token=<token>`. Responses are `{"code": 0, "data": ...}`; '
         "errors carry the HTTP status as `code`, a `message` and, when known, `problems`. "
         "The token is checked before a body is read; bodies are limited to 64 KiB (8 MiB "
-        "for rule bundles) and 64 levels of nesting.",
+        "for rule bundles) and 64 levels of nesting. A query parameter a route does not read "
+        "is refused (422, named in `problems`); `private_token` and `language` are read "
+        "everywhere.",
+        dependencies=[Depends(QueryCheck())],
     )
     registry = tokens if isinstance(tokens, TokenRegistry) else TokenRegistry.from_mapping(tokens)
     limits = options.get("limits") or ApiLimits()
     _set_state(app, store, outbox, registry, limits, options)
     install_error_handlers(app)
     table = RouteTable(limits)
-    for module in (state, events, alerts, riders, config, commands):
+    for module in (state, events, alerts, riders, config, commands, geofencing, network_settings):
         _include(app, table, module.router, API_PREFIX)
     _include(app, table, public.router)
     for router in options.get("extra_routers", ()):
@@ -110,7 +125,8 @@ def _set_state(
     app.state.max_stream = options.get("max_stream", 300.0)
     app.state.play_verifier = options.get("play_verifier")
     app.state.bundle_validator = options.get("bundle_validator", rules_bundle_validator)
-    app.state.gbfs = GbfsFeeds(store, options.get("gbfs") or GbfsSettings())
+    gbfs_settings = options.get("gbfs") or GbfsSettings()
+    app.state.gbfs = GbfsFeeds(store, gbfs_settings, options.get("gbfs_sources"))
     app.state.metrics = options.get("metrics") or GatewayMetrics(outbox)
     app.state.event_waiter = EventWaiter(outbox)
     bundle = store.bundles.current()

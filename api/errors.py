@@ -1,12 +1,16 @@
 """The dashboard's response shape: ``{"code": 0, "data": ...}``, or a non-zero code and a message.
 
-Validation errors list every problem (location and message) but never echo the input: a body
+A page of a list adds ``total`` (the rows its filters match on every page), as the dashboard's
+trips and users do. Every 400 and 422 lists its problems as ``problems[{loc, msg}]``: where
+(``["query", "page_size"]``, ``["body", "bundle"]``) and what, in plain words; one that names
+no field is about the whole request (``["request"]``). Problems never echo the input: a body
 that carried a key must not see it come back in an error.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -15,7 +19,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dockgate.gateway.store import Conflict, NotFound, StoreError
+from dockgate.gateway.store import Conflict, NotFound, Page, PageAnchorMissing, StoreError
+
+T = TypeVar("T")
+WHOLE_REQUEST = ["request"]  # the ``loc`` of a problem no single field has
+_LISTS_PROBLEMS = (400, 422)
 
 
 class ApiError(Exception):
@@ -28,9 +36,24 @@ class ApiError(Exception):
         self.problems = problems
 
 
+def invalid(loc: Sequence[str], message: str, *, status: int = 422) -> ApiError:
+    """A refusal of one field (``loc``: ``["query", "networks"]``), its message as the problem."""
+    return ApiError(status, message, [problem(loc, message)])
+
+
+def problem(loc: Sequence[str], msg: str) -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg}
+
+
 def ok(data: Any = None) -> dict[str, Any]:
     """A success envelope."""
     return {"code": 0, "data": data}
+
+
+def ok_page(page: Page[T], view: Callable[[T], object] | None = None) -> dict[str, Any]:
+    """A page envelope: its rows (each through ``view`` if given) and the filters' ``total``."""
+    rows = page.rows if view is None else [view(row) for row in page.rows]
+    return {"code": 0, "data": rows, "total": page.total}
 
 
 class Problem(BaseModel):
@@ -51,8 +74,10 @@ class ErrorBody(BaseModel):
 def error_content(
     status: int, message: str, problems: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """The error envelope as plain data."""
+    """The error envelope as plain data (a 400 or 422 always with its problems)."""
     body: dict[str, Any] = {"code": status, "message": message}
+    if not problems and status in _LISTS_PROBLEMS:
+        problems = [problem(WHOLE_REQUEST, message)]
     if problems:
         body["problems"] = problems
     return body
@@ -71,11 +96,23 @@ def _error(status: int, message: str, problems: list[dict[str, Any]] | None = No
     return JSONResponse(error_content(status, message, problems), status, headers=headers)
 
 
+def _plain(error: dict[str, Any]) -> str:
+    """The message of a validation error, without pydantic's "Value error, " prefix."""
+    cause = error.get("ctx", {}).get("error")
+    if error.get("type") == "value_error" and cause is not None:
+        return str(cause)
+    return str(error.get("msg", "invalid"))
+
+
 def _clean(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "invalid"))}
-        for e in errors
-    ]
+    return [problem([str(p) for p in e.get("loc", ())], _plain(e)) for e in errors]
+
+
+def _summary(problems: list[dict[str, Any]]) -> str:
+    """The message of a validation refusal: the fields it names (a list item by its list)."""
+    names = ([part for part in p["loc"] if not part.isdigit()] for p in problems)
+    fields = dict.fromkeys(parts[-1] for parts in names if parts)
+    return f"invalid {', '.join(fields)}" if fields else "invalid request"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -87,7 +124,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid request", _clean(list(exc.errors())))
+        problems = _clean(list(exc.errors()))
+        return _error(422, _summary(problems), problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -104,3 +142,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StoreError)
     async def _store(_: Request, exc: StoreError) -> JSONResponse:
         return _error(422, str(exc))
+
+    @app.exception_handler(PageAnchorMissing)
+    async def _no_anchor(_: Request, exc: PageAnchorMissing) -> JSONResponse:
+        return _error(422, str(exc), [problem(["query", "last_primary_key"], str(exc))])

@@ -1,169 +1,260 @@
-"""GBFS 3.0 feeds of this site, built from the state store and the active bundle.
+"""GBFS 3.0 feeds of this site, built on request from the store and the running rule bundle.
 
-Vehicles on a trip are not listed, and a vehicle's public ``vehicle_id`` is the store's
-``gbfs_id``, drawn afresh at every trip start and end so that trips cannot be linked.
+The rule bundle is the one the engine enforces (``GbfsSources.bundle``; by default the last
+one pushed to the store), so ``geofencing_zones.json``, the time zone and the permitted speed
+say what the gateway really does. Each document's ``ttl`` is how long its data will stay as it
+is: 0 for the near-realtime feeds, the operator's ``ttl`` for the others, and never past the
+next scheduled change of the geofencing (a timed zone starting or ending).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dockgate.gateway.store import Store
+from dockgate.api.gbfs_fleet import (
+    FleetView,
+    VehicleTypeSettings,
+    default_vehicle_types,
+    published_types,
+    station_information_data,
+    station_status_data,
+    vehicle_status_data,
+    vehicle_types_data,
+)
+from dockgate.gateway.rules import BundleError, RuleBundle, load_bundle
+from dockgate.gateway.rules.publish import (
+    Geofencing,
+    OccupancyReader,
+    bundle_timezone,
+    geofencing,
+    max_permitted_speed,
+    rfc3339,
+    ride_start_allowed,
+)
+from dockgate.gateway.store import Station, Store
+
+__all__ = ["FEEDS", "GBFS_VERSION", "FeedName", "GbfsFeeds", "GbfsSettings", "GbfsSources"]
 
 GBFS_VERSION = "3.0"
-FEEDS = (
+FeedName = Literal[
+    "gbfs",
     "system_information",
+    "vehicle_types",
+    "station_information",
+    "station_status",
+    "vehicle_status",
+    "geofencing_zones",
+]
+FEEDS: tuple[FeedName, ...] = (
+    "system_information",
+    "vehicle_types",
     "station_information",
     "station_status",
     "vehicle_status",
     "geofencing_zones",
 )
+REALTIME = frozenset({"station_status", "vehicle_status"})
+DEFAULT_TIMEZONE = "Etc/UTC"
 
 
 class GbfsSettings(BaseModel):
-    """What the public feeds say about the system."""
+    """What the public feeds say about the system (the daemon's ``[gbfs]`` table).
 
-    system_id: str = "dockgate"
-    name: str = "dockgate site"
+    ``public_url``: where the feeds are published (``https://example.org/gbfs``), for the
+    links in ``gbfs.json``; unset, each request's own address is used. ``timezone``: used when
+    the running bundle names none. ``ttl``: seconds a consumer may keep the slowly changing
+    feeds (the operator's promise about bundle pushes and restarts; 0: always refresh).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    system_id: str = Field(default="dockgate", min_length=1, max_length=100)
+    name: str | None = Field(default=None, min_length=1, max_length=80)
     language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")
-    feed_contact_email: str = "operator@example.org"
-    timezone: str = "Etc/UTC"
-    opening_hours: str = "24/7"
-    ttl: int = Field(default=0, ge=0)
-    base_url: str = "http://127.0.0.1:8080/gbfs"
+    feed_contact_email: str = Field(default="operator@example.org", pattern=r"^[^@\s]+@[^@\s]+$")
+    timezone: str | None = None
+    opening_hours: str = Field(default="24/7", min_length=1)
+    ttl: int = Field(default=0, ge=0, le=86_400)
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    vehicle_types: list[VehicleTypeSettings] = Field(default_factory=default_vehicle_types)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
 
 
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+BundleSource = Callable[[], RuleBundle | None]
+
+
+@dataclass(frozen=True, slots=True)
+class GbfsSources:
+    """Where the feeds read the rules: the running bundle, and how full each virtual parking
+    is (``occupancy(parking_id)``, None: unknown). The daemon passes its engine's."""
+
+    bundle: BundleSource
+    occupancy: OccupancyReader | None = None
+
+
+class StoredBundle:
+    """The last bundle pushed to the store, loaded once per version (an API without an
+    engine enforces nothing else); a bundle that does not load is no bundle."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._version: int | None = None
+        self._bundle: RuleBundle | None = None
+
+    def __call__(self) -> RuleBundle | None:
+        saved = self.store.bundles.current()
+        if saved is None:
+            return None
+        if saved.version != self._version:
+            self._version = saved.version
+            try:
+                self._bundle = load_bundle(saved.body)
+            except (BundleError, TypeError, ValueError):
+                self._bundle = None
+        return self._bundle
+
+
+class FenceCache:
+    """The last geofencing worked out, kept while nothing it depends on has changed (the
+    bundle, which timed zones are active, the parkings' counts, the vehicle types): cutting a
+    large bundle into pieces is the costly part of the feeds."""
+
+    def __init__(self, language: str, occupancy: OccupancyReader | None) -> None:
+        self.language = language
+        self.occupancy = occupancy
+        self._bundle: RuleBundle | None = None
+        self._key: tuple[object, ...] = ()
+        self._fence: Geofencing | None = None
+
+    def get(self, bundle: RuleBundle, now: float, types: list[str]) -> Geofencing:
+        gb = bundle.gbfs
+        active = tuple(z.active(now) for z in gb.zones) if gb is not None else ()
+        counts: tuple[int | None, ...] = ()
+        if self.occupancy is not None:
+            counts = tuple(self.occupancy(p.id) for p in bundle.config.virtual_parkings)
+        key = (active, counts, tuple(types))
+        fence = self._fence
+        if (
+            fence is None
+            or bundle is not self._bundle
+            or key != self._key
+            or (fence.changes_at is not None and fence.changes_at <= now)
+        ):
+            fence = geofencing(
+                bundle, now, language=self.language, vehicle_types=types, occupancy=self.occupancy
+            )
+            self._bundle, self._key, self._fence = bundle, key, fence
+        return fence
 
 
 class GbfsFeeds:
-    """Builds each feed on request (the data changes with every dock and undock)."""
+    """Builds each feed on request (the data changes with every dock, undock and bundle)."""
 
-    def __init__(self, store: Store, settings: GbfsSettings) -> None:
+    def __init__(
+        self, store: Store, settings: GbfsSettings, sources: GbfsSources | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.sources = sources or GbfsSources(StoredBundle(store))
+        self._fences = FenceCache(settings.language, self.sources.occupancy)
 
-    def _wrap(self, data: dict[str, Any], last_updated: float | None = None) -> dict[str, Any]:
-        return {
-            "last_updated": _rfc3339(last_updated or self.store.clock()),
-            "ttl": self.settings.ttl,
-            "version": GBFS_VERSION,
-            "data": data,
-        }
+    def feed(self, name: FeedName, feeds_url: str) -> dict[str, Any]:
+        """The document ``name``; ``feeds_url`` is where this request found the feeds (used
+        for ``gbfs.json``'s links when no ``public_url`` is configured)."""
+        now = self.store.clock()
+        bundle = self.sources.bundle()
+        if name == "gbfs":
+            return self._wrap(now, self.settings.ttl, self._discovery(feeds_url))
+        if name == "geofencing_zones":
+            return self._geofencing(now, bundle)
+        if name == "system_information":
+            return self._wrap(now, self.settings.ttl, self._system_information(bundle))
+        view = FleetView(self.store)
+        types = published_types(self.settings.vehicle_types, view.vehicles)
+        ttl = 0 if name in REALTIME else self.settings.ttl
+        data = self._fleet_data(name, view, types, bundle, now)
+        return self._wrap(now, ttl, data)
+
+    def _wrap(self, now: float, ttl: int, data: dict[str, Any]) -> dict[str, Any]:
+        return {"last_updated": rfc3339(now), "ttl": ttl, "version": GBFS_VERSION, "data": data}
 
     def _text(self, text: str) -> list[dict[str, str]]:
         return [{"text": text, "language": self.settings.language}]
 
-    def feed(self, name: str) -> dict[str, Any]:
-        builder = {
-            "gbfs": self.gbfs,
-            "system_information": self.system_information,
-            "station_information": self.station_information,
-            "station_status": self.station_status,
-            "vehicle_status": self.vehicle_status,
-            "geofencing_zones": self.geofencing_zones,
-        }.get(name)
-        if builder is None:
-            raise KeyError(name)
-        return builder()
+    def _discovery(self, feeds_url: str) -> dict[str, Any]:
+        base = (self.settings.public_url or feeds_url).rstrip("/")
+        names: tuple[FeedName, ...] = ("gbfs", *FEEDS)
+        return {"feeds": [{"name": n, "url": f"{base}/{n}.json"} for n in names]}
 
-    def gbfs(self) -> dict[str, Any]:
-        base = self.settings.base_url.rstrip("/")
-        feeds = [{"name": "gbfs", "url": f"{base}/gbfs.json"}]
-        feeds += [{"name": n, "url": f"{base}/{n}.json"} for n in FEEDS]
-        return self._wrap({"feeds": feeds})
-
-    def system_information(self) -> dict[str, Any]:
+    def _system_information(self, bundle: RuleBundle | None) -> dict[str, Any]:
         s = self.settings
-        return self._wrap(
-            {
-                "system_id": s.system_id,
-                "languages": [s.language],
-                "name": self._text(s.name),
-                "opening_hours": s.opening_hours,
-                "feed_contact_email": s.feed_contact_email,
-                "timezone": s.timezone,
-            }
-        )
+        zone = (bundle_timezone(bundle) if bundle is not None else None) or s.timezone
+        return {
+            "system_id": s.system_id,
+            "languages": [s.language],
+            "name": self._text(s.name or "dockgate site"),
+            "opening_hours": s.opening_hours,
+            "feed_contact_email": s.feed_contact_email,
+            "timezone": zone or DEFAULT_TIMEZONE,
+        }
 
-    def station_information(self) -> dict[str, Any]:
-        stations = []
-        for st in self.store.topology.stations():
-            capacity = len(self.store.topology.spots(st.id))
-            stations.append(
-                {
-                    "station_id": str(st.id),
-                    "name": self._text(st.name),
-                    "lat": st.lat,
-                    "lon": st.lon,
-                    "is_virtual_station": False,
-                    "capacity": capacity,
-                }
-            )
-        return self._wrap({"stations": stations})
+    def _fleet_data(
+        self,
+        name: FeedName,
+        view: FleetView,
+        types: dict[str, VehicleTypeSettings],
+        bundle: RuleBundle | None,
+        now: float,
+    ) -> dict[str, Any]:
+        language = self.settings.language
+        if name == "vehicle_types":
+            speed = max_permitted_speed(bundle) if bundle is not None else None
+            return vehicle_types_data(types, speed, language)
+        if name == "station_information":
+            return station_information_data(view, language)
+        if name == "station_status":
+            return station_status_data(view, types, self._renting(bundle, types, now))
+        return vehicle_status_data(view, types)
 
-    def station_status(self) -> dict[str, Any]:
-        stations = []
-        for st in self.store.topology.stations():
-            spots = self.store.topology.spots(st.id)
-            docked = [s.vehicle_id for s in spots if s.vehicle_id is not None]
-            available = 0
-            for vehicle_id in docked:
-                vehicle = self.store.vehicles.get(vehicle_id)
-                if vehicle.status == "available" and vehicle.trip_id is None:
-                    available += 1
-            online = bool(st.is_online)
-            stations.append(
-                {
-                    "station_id": str(st.id),
-                    "num_vehicles_available": available,
-                    "num_vehicles_disabled": len(docked) - available,
-                    "num_docks_available": len(spots) - len(docked),
-                    "is_installed": True,
-                    "is_renting": online and available > 0,
-                    "is_returning": online,
-                    "last_reported": _rfc3339(st.updated_at),
-                }
-            )
-        return self._wrap({"stations": stations})
+    @staticmethod
+    def _renting(
+        bundle: RuleBundle | None, types: dict[str, VehicleTypeSettings], now: float
+    ) -> Callable[[Station], bool]:
+        """May a ride of some published vehicle type start where a station stands?"""
 
-    def vehicle_status(self) -> dict[str, Any]:
-        vehicles = []
-        spot_station = {s.id: s.station_id for s in self.store.topology.spots()}
-        for v in self.store.vehicles.all():
-            if v.trip_id is not None or v.status == "in_use":
-                continue
-            item: dict[str, Any] = {
-                "vehicle_id": v.gbfs_id,
-                "is_reserved": v.status == "reserved",
-                "is_disabled": v.status not in {"available", "reserved"},
-                "last_reported": _rfc3339(v.updated_at),
-            }
-            if v.battery is not None:
-                item["current_fuel_percent"] = max(0.0, min(1.0, v.battery / 100))
-            if v.spot_id is not None and v.spot_id in spot_station:
-                item["station_id"] = str(spot_station[v.spot_id])
-            elif v.lat is not None and v.lon is not None:
-                item["lat"], item["lon"] = v.lat, v.lon
-            else:
-                continue  # neither docked nor located: nothing true to publish
-            vehicles.append(item)
-        return self._wrap({"vehicles": vehicles})
+        def renting(st: Station) -> bool:
+            if bundle is None:
+                return True
+            return any(ride_start_allowed(bundle, st.lat, st.lon, t, now) for t in types)
 
-    def geofencing_zones(self) -> dict[str, Any]:
-        """The bundle's GBFS zones if it has them, else an empty collection."""
-        bundle = self.store.bundles.current()
-        body = bundle.body if bundle else {}
-        zones = body.get("geofencing_zones") if isinstance(body, dict) else None
-        if not (isinstance(zones, dict) and zones.get("type") == "FeatureCollection"):
-            zones = {"type": "FeatureCollection", "features": []}
-        rules = body.get("global_rules") if isinstance(body, dict) else None
-        if not isinstance(rules, list):
-            rules = [
-                {"ride_start_allowed": True, "ride_end_allowed": True, "ride_through_allowed": True}
-            ]
-        return self._wrap({"geofencing_zones": zones, "global_rules": rules})
+        return renting
+
+    def _geofencing(self, now: float, bundle: RuleBundle | None) -> dict[str, Any]:
+        """What the engine enforces; with no bundle it enforces nothing: no zone, and global
+        rules that allow everything."""
+        if bundle is None:
+            allowed = {k: True for k in ("ride_start_allowed", "ride_end_allowed")}
+            rules = [{**allowed, "ride_through_allowed": True}]
+            data = {"geofencing_zones": {"type": "FeatureCollection", "features": []}}
+            return self._wrap(now, self.settings.ttl, {**data, "global_rules": rules})
+        types = published_types(self.settings.vehicle_types, self.store.vehicles.all())
+        fence = self._fences.get(bundle, now, list(types))
+        ttl = 0 if fence.live else self.settings.ttl
+        if fence.changes_at is not None:
+            ttl = min(ttl, max(0, math.floor(fence.changes_at - now)))
+        return self._wrap(now, ttl, fence.data)

@@ -24,7 +24,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockgate.api.auth import READ, SYNC, Requirement, TokenRegistry, authorize, presented_token
-from dockgate.api.errors import CHALLENGE, ApiError, error_bytes
+from dockgate.api.errors import CHALLENGE, ApiError, error_bytes, invalid
 from dockgate.api.limits import ApiLimits
 from dockgate.api.nesting import json_depth
 
@@ -100,7 +100,8 @@ def _declared_body(scope: Scope) -> tuple[bool, int | None]:
     for name, value in scope["headers"]:
         if name == b"content-length":
             if not value.isdigit() or len(value) > 18:  # h11 checks too; other servers may not
-                raise ApiError(400, "Content-Length must be ASCII decimal digits")
+                message = "Content-Length must be ASCII decimal digits"
+                raise invalid(["header", "Content-Length"], message, status=400)
             length = int(value)
         elif name == b"transfer-encoding":
             chunked = True

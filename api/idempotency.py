@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from dockgate.api.errors import ApiError
+from dockgate.api.errors import invalid
 
 HEADER = "Idempotency-Key"
 
@@ -22,18 +22,21 @@ async def idempotent(
     if key is None:
         return await handler()
     if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise ApiError(400, "Idempotency-Key must be 1..200 printable characters")
+        raise invalid(
+            ["header", HEADER], "Idempotency-Key must be 1..200 printable characters", status=400
+        )
     store = request.app.state.store
     scope = f"{request.method} {request.url.path}"
     try:
         canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # too deep (the guard bounds depth) or a lone surrogate
-        raise ApiError(422, "this body cannot be fingerprinted for its Idempotency-Key") from None
+        message = "this body cannot be fingerprinted for its Idempotency-Key"
+        raise invalid(["body"], message) from None
     fingerprint = hashlib.sha256(canonical).hexdigest()
     known = store.idempotency.response(scope, key)
     if known is not None:
         if known.fingerprint != fingerprint:
-            raise ApiError(422, "this Idempotency-Key was used with a different body")
+            raise invalid(["header", HEADER], "this Idempotency-Key was used with a different body")
         replayed: dict[str, Any] = orjson.loads(known.response)  # stored from `response` below
         return replayed
     response = await handler()

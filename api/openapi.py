@@ -3,7 +3,9 @@
 FastAPI declares the success answer and a 422 in its own validation shape. This fills in the
 rest from what each operation is: one with a security requirement can answer 401/403, one
 with a body 400/408/413, one under the API prefix that names a row 404 (and a write 409), and
-every one 503 when the server is at its connection cap. Every 4xx uses :class:`ErrorBody`.
+every one 422 (a query parameter it does not read, ``api/query.py``) and 503 when the server
+is at its connection cap. Every 4xx uses :class:`ErrorBody`. The ``language`` parameter every
+route accepts is declared on each.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ ERROR_DESCRIPTIONS = {
     408: "The body did not arrive within the body timeout",
     409: "The request conflicts with the current state (a stale bundle version, a taken id)",
     413: "The body is larger than the route's limit (64 KiB; 8 MiB for rule bundles)",
-    422: "Invalid parameters or body, every problem listed (values never echoed); a body "
-    "nested deeper than 64 levels",
+    422: "Invalid parameters or body, every problem listed (values never echoed): a query "
+    "parameter the route does not read, a value out of range; a body nested deeper than 64 "
+    "levels",
 }
 UNAVAILABLE = {
     "description": "The server is at its connection cap (plain text from the server)",
@@ -35,19 +38,24 @@ IDEMPOTENCY_KEY = {
     "the same key with another body is refused (422)",
     "schema": {"type": "string", "minLength": 1, "maxLength": 200},
 }
+LANGUAGE = {
+    "name": "language",
+    "in": "query",
+    "required": False,
+    "description": "A language tag (`en-US`); accepted everywhere, this API has no localized text",
+    "schema": {"type": "string", "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$"},
+}
 _WRITES = {"post", "put", "patch", "delete"}
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 
 
 def _error_codes(path: str, method: str, operation: dict[str, Any], prefix: str) -> set[int]:
     params = operation.get("parameters", [])
-    codes: set[int] = set()
+    codes: set[int] = {422}  # every route refuses a query parameter it does not read
     if operation.get("security"):
         codes |= {401, 403}
     if "requestBody" in operation:
         codes |= {400, 408, 413, 422}
-    if params:
-        codes.add(422)
     if path.startswith(prefix + "/"):
         if any(p.get("in") == "path" for p in params) or method in _WRITES:
             codes.add(404)
@@ -81,6 +89,7 @@ def describe_errors(schema: dict[str, Any], prefix: str) -> dict[str, Any]:
             responses["503"] = UNAVAILABLE
             if method == "post" and path.startswith(prefix + "/"):
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+            operation.setdefault("parameters", []).append(LANGUAGE)
     for name in _FASTAPI_VALIDATION:  # FastAPI's 422 shape: every 422 now uses the envelope
         schemas.pop(name, None)
     return schema

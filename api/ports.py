@@ -6,6 +6,7 @@ CLI can wire other implementations. Each real implementation sits behind exactly
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -77,41 +78,76 @@ class PlayCheck:
 class PlayVerifier(Protocol):
     """Checks the SUN message of a dynamic record (key looked up by the implementation).
 
-    ``consume=True`` stores the tag's counter, so the same scan is refused next time;
-    ``consume=False`` is a dry check: the MAC is verified and the counter must be above the
-    stored one, and nothing is stored.
+    ``picc_data`` is 32 hex characters (AES) or 48 (LRP). ``consume=True`` stores the tag's
+    counter, so the same scan is refused next time; ``consume=False`` is a dry check: the MAC
+    is verified and the counter must be above the stored one, and nothing is stored. ``uid``
+    is the record's chip (14 hex) when known: the UID of PICC data that mirrors only the
+    counter (a mirrored UID is the caller's to compare with it).
     """
 
     def verify_play(
-        self, record_id: int, picc_data: str, cmac: str, *, consume: bool = True
+        self,
+        record_id: int,
+        picc_data: str,
+        cmac: str,
+        *,
+        consume: bool = True,
+        uid: str | None = None,
     ) -> PlayCheck: ...
 
 
+@dataclass(frozen=True, slots=True)
+class BundleProblem:
+    """One problem in a bundle: where (keys and list positions from the bundle's root, e.g.
+    ``("speed_zones", "2", "max_speed")``; empty for the bundle as a whole) and what."""
+
+    path: tuple[str, ...]
+    message: str
+
+
 class BundleValidator(Protocol):
-    """Checks a configuration bundle; returns a list of problems (empty when it is good)."""
+    """Checks a configuration bundle; returns its problems (empty when it is good). A plain
+    string is a problem of the bundle as a whole."""
 
-    def __call__(self, kind: str, body: dict[str, Any]) -> list[str]: ...
+    def __call__(self, kind: str, body: dict[str, Any]) -> Sequence[BundleProblem | str]: ...
 
 
-def rules_bundle_validator(kind: str, body: dict[str, Any]) -> list[str]:
-    """The adapter to ``dockgate.gateway.rules.load_bundle``: its ``BundleError.problems``
-    become ours."""
+class AcceptedBundle(list[BundleProblem | str]):
+    """No problem, and the named warnings (``code``, ``message``, ``locations``) the bundle was
+    accepted with; a plain list from another validator means no warnings."""
+
+    def __init__(self, warnings: list[dict[str, object]]) -> None:
+        super().__init__()
+        self.warnings = warnings
+
+
+def rules_bundle_validator(kind: str, body: dict[str, Any]) -> list[BundleProblem | str]:
+    """The adapter to ``dockgate.gateway.rules.load_bundle``: each of its ``BundleError``
+    problems (a dotted location and a plain message) becomes a ``BundleProblem``; an accepted
+    bundle's warnings ride on the empty answer (``AcceptedBundle``)."""
     try:
         from dockgate.gateway.rules import BundleError, load_bundle
     except ImportError:  # the rules engine is not installed in this build
         return [] if isinstance(body, dict) else ["a bundle must be a JSON object"]
     try:
-        load_bundle(body)
+        bundle = load_bundle(body)
     except BundleError as exc:
-        return [str(p) for p in getattr(exc, "problems", [str(exc)])] or [str(exc)]
+        return [BundleProblem(_path(p.location), p.message) for p in exc.problems]
     except (TypeError, ValueError) as exc:
         return [str(exc)]
-    return []
+    return AcceptedBundle([w.as_dict() for w in bundle.warnings])
+
+
+def _path(location: str) -> tuple[str, ...]:
+    """``speed_zones.2.max_speed`` as its parts; ``$`` (the whole bundle) as none."""
+    return () if location in ("", "$") else tuple(location.split("."))
 
 
 class SunPlayVerifier:
     """The adapter to ``dockgate.gateway.sun.SunVerifier``: a dynamic play carries PICC data
-    and a CMAC over an empty MAC input, checked with the named key set (replay store included).
+    (AES or LRP, told apart by length unless the key set names a mode) and a CMAC over an
+    empty MAC input, checked with the named key set (replay store included). Counter-only
+    PICC data takes the record's UID, as a tap takes the reader's.
 
     A dry check runs a twin verifier built from the same settings without a replay store (so
     nothing is written) and then compares the counter with the last one the store accepted.
@@ -123,11 +159,21 @@ class SunPlayVerifier:
         self._dry = SunVerifier(verifier.settings, store=None)
 
     def verify_play(
-        self, record_id: int, picc_data: str, cmac: str, *, consume: bool = True
+        self,
+        record_id: int,
+        picc_data: str,
+        cmac: str,
+        *,
+        consume: bool = True,
+        uid: str | None = None,
     ) -> PlayCheck:
         checker = self.verifier if consume else self._dry
         result = checker.verify_fields(
-            picc_data=picc_data, cmac=cmac, mac_input=b"", key_set=self.key_set
+            picc_data=picc_data,
+            cmac=cmac,
+            mac_input=b"",
+            key_set=self.key_set,
+            counter_only_uid=_uid_bytes(uid),
         )
         check = PlayCheck(result.valid, result.uid, result.read_ctr, result.reason)
         return check if consume or not check.valid else self._not_replayed(check)
@@ -144,3 +190,12 @@ class SunPlayVerifier:
         if last is not None and check.read_ctr <= last:
             return PlayCheck(False, check.uid, check.read_ctr, sun_reasons.REPLAYED)
         return check
+
+
+def _uid_bytes(uid: str | None) -> bytes | None:
+    """A record's UID as bytes; None when unknown or not hex (counter-only PICC data is then
+    refused as ``no_uid``, or ``uid_length`` for hex of another length)."""
+    try:
+        return None if uid is None else bytes.fromhex(uid)
+    except ValueError:
+        return None

@@ -39,7 +39,7 @@ def main() -> None:
                     "vehicle.state",
                     {"vehicle_id": i % 500, "battery": i % 100, "lat": 48.58, "lon": 7.73},
                     idempotency_key=f"k{i}",
-                    priority=Priority(i % 4),
+                    priority=Priority(i % len(Priority)),
                 )
         app = create_app(store, outbox, tokens={TOKEN: ["sync"]})
         port = free_port()

@@ -28,7 +28,7 @@ def append_rate(path: Path, n: int) -> tuple[float, float]:
             "vehicle.state",
             {"vehicle_id": i % 500, "battery": i % 100},
             idempotency_key=f"k{i}",
-            priority=Priority(i % 4),
+            priority=Priority(i % len(Priority)),
         )
     ours = n / (time.perf_counter() - t0)
     conn = sqlite3.connect(path / "base.db", isolation_level=None)
@@ -57,10 +57,10 @@ def fill(path: Path, n: int) -> None:
     conn.executemany(
         "INSERT INTO outbox_events(priority, kind, idempotency_key, created_at, payload)"
         " VALUES (?,?,?,?,?)",
-        ((i % 4, "vehicle.state", f"bulk-{i}", now, payload) for i in range(n)),
+        ((i % len(Priority), "vehicle.state", f"bulk-{i}", now, payload) for i in range(n)),
     )
     for p in Priority:
-        count = len(range(int(p), n, 4))
+        count = len(range(int(p), n, len(Priority)))
         conn.execute(
             "UPDATE outbox_stats SET pending=?, appended=? WHERE priority=?", (count, count, int(p))
         )

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Self
 
+__all__ = ["ReaderDriver", "ReaderError", "ReaderState", "ReaderStatus", "TapEvent"]
+
 ReaderState = Literal["up", "down", "error"]
 
 

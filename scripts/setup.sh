@@ -12,6 +12,7 @@ APT_PACKAGES=(
   socat                                     # serial pty pairs for the PN532 line
   victoria-metrics                          # time-series server (InfluxDB v2 write API)
   chromium chromium-driver                  # headless browser tests of the status page
+  systemd                                   # systemd-analyze: checks of the service unit
 )
 
 missing=()

@@ -116,7 +116,7 @@ async def test_on_hold_minutes_are_priced_at_on_hold_price(rig: FlowRig) -> None
     rig.store.riders.upsert(7, credit=5000)
     trip_id = rig.store.trips.start(7, 1)
     now[0] += 600
-    rig.store.trips.set_status(trip_id, "on_hold")  # what the engine's trip hold does
+    rig.store.trips.set_status(trip_id, "on-hold")  # what the engine's trip hold does
     now[0] += 600
     trip = rig.store.trips.get(trip_id)
     # demo-milano: 1.00 unlock, 0.25/min riding, 0.10/min on hold

@@ -24,7 +24,7 @@ _store = Store.open(Path(tempfile.mkdtemp(prefix="dockgate-st-")) / "api.db")
 seed_fleet(_store)
 _outbox = Outbox(_store.db)
 for _i in range(30):
-    _outbox.append("e", {"i": _i}, idempotency_key=f"k{_i}", priority=Priority(_i % 4))
+    _outbox.append("e", {"i": _i}, idempotency_key=f"k{_i}", priority=Priority(_i % len(Priority)))
 _store.alerts.raise_alert(NewAlert(1, "vehicle-fallen", "high", vehicle_id=1))
 _product = _store.products.create("card")
 _store.records.create(_product, token_encryption="aes-128")

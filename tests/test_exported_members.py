@@ -23,6 +23,7 @@ PUBLIC_PACKAGES = (
     "dockgate.api",
     "dockgate.drivers.mqtt",
     "dockgate.drivers.readers",
+    "dockgate.gateway.provisioning",
 )
 
 

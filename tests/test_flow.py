@@ -38,7 +38,7 @@ async def test_tap_ride_dock_elsewhere_ends_trip_with_cost(rig: FlowRig) -> None
     trip_id = rig.store.vehicles.get(1).trip_id
     assert trip_id is not None
     trip = rig.store.trips.get(trip_id)
-    assert trip.status == "started" and trip.start_spot_id == 11
+    assert trip.status == "running" and trip.start_spot_id == 11
     await until(lambda: rig.port.commands("unlock-vehicle", "SXB001"), what="vehicle unlocked")
 
     for step in range(6):  # ride from A into the zone around B
@@ -50,7 +50,7 @@ async def test_tap_ride_dock_elsewhere_ends_trip_with_cost(rig: FlowRig) -> None
     )
     await rig.dock("ST02", 2, "SXB001")
     ended = rig.store.trips.get(trip_id)
-    assert ended.status == "ended"
+    assert ended.status == "finished"
     await until(lambda: rig.port.commands("lock-vehicle", "SXB001"), what="vehicle locked")
     await flow.drain()
 

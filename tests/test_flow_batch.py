@@ -172,7 +172,7 @@ async def test_batch_equals_one_by_one(tmp_path: Path, size: int) -> None:
     one = await run(tmp_path / "one.db", msgs, None)
     many = await run(tmp_path / "many.db", msgs, size)
     assert one["journal"] and one["alerts"] and one["sent"]  # the rules did act
-    assert any(t["status"] == "ended" for t in one["trips"])
+    assert any(t["status"] == "finished" for t in one["trips"])
     assert one["ignored"]["unknown-vehicle"] == 1
     assert one["ignored"]["max-speed-already-set"] > 0  # reports already at 25 km/h
     assert one["stats"][Priority.STATE]["dropped"] > 0  # the class bound was reached

@@ -40,7 +40,7 @@ def test_repeated_idempotency_key_returns_first_cursor(tmp_path) -> None:
 def test_ack_forgets_and_cursors_never_reuse(tmp_path) -> None:
     box = make(tmp_path)
     for i in range(10):
-        box.append("e", i, idempotency_key=f"k{i}", priority=Priority(i % 4))
+        box.append("e", i, idempotency_key=f"k{i}", priority=Priority(i % len(Priority)))
     assert box.ack(6) == 6
     assert [e.cursor for e in box.read(0)] == [7, 8, 9, 10]
     assert sum(box.pending().values()) == 4 and box.acked_cursor == 6
@@ -66,46 +66,53 @@ def test_state_compacts_by_key_and_counts_it(tmp_path) -> None:
 
 
 def test_class_bound_drops_oldest_and_counts(tmp_path) -> None:
-    box = make(tmp_path, limits={Priority.TELEMETRY: 5})
+    box = make(tmp_path, limits={Priority.STATE: 5})
     for i in range(12):
-        box.append("telemetry", i, idempotency_key=f"t{i}", priority=Priority.TELEMETRY)
+        box.append("spot.undocked", i, idempotency_key=f"s{i}", priority=Priority.STATE)
     assert [e.payload for e in box.read()] == [7, 8, 9, 10, 11]
-    assert box.stats()[Priority.TELEMETRY].dropped == 7
+    assert box.stats()[Priority.STATE].dropped == 7
 
 
-def test_critical_is_never_dropped_lower_classes_give_way(tmp_path) -> None:
-    box = make(tmp_path, max_pending=10, limits={Priority.CRITICAL: 1})
+def test_alerts_and_outcomes_are_never_dropped_state_gives_way(tmp_path) -> None:
+    """Past every bound, only STATE gives way: alerts and outcomes (trips, command
+    outcomes) all stay, and the outbox says it is over its bound."""
+    box = make(tmp_path, max_pending=10, limits={Priority.CRITICAL: 1, Priority.OUTCOME: 1})
     for i in range(4):
-        box.append("t", i, idempotency_key=f"t{i}", priority=Priority.TELEMETRY)
         box.append("s", i, idempotency_key=f"s{i}", priority=Priority.STATE)
         box.append("o", i, idempotency_key=f"o{i}", priority=Priority.OUTCOME)
     for i in range(20):
         box.append("alert", i, idempotency_key=f"c{i}", priority=Priority.CRITICAL)
+    for i in range(4, 8):  # outcomes still arrive, and are kept, past the bound
+        box.append("o", i, idempotency_key=f"o{i}", priority=Priority.OUTCOME)
     pending = box.pending()
     assert pending[Priority.CRITICAL] == 20  # over every bound, and still all there
-    assert pending[Priority.TELEMETRY] == pending[Priority.STATE] == 0
-    assert pending[Priority.OUTCOME] == 0
+    assert pending[Priority.OUTCOME] == 8
+    assert pending[Priority.STATE] == 0
     stats = box.stats()
-    assert stats[Priority.TELEMETRY].dropped == 4 and stats[Priority.STATE].dropped == 4
-    assert stats[Priority.CRITICAL].dropped == 0
+    assert stats[Priority.STATE].dropped == 4
+    assert stats[Priority.CRITICAL].dropped == stats[Priority.OUTCOME].dropped == 0
+    assert box.over_bound()
+    assert [e.payload for e in box.read(0, 100) if e.kind == "o"] == list(range(8))
 
 
-def test_telemetry_goes_before_state(tmp_path) -> None:
+def test_state_gives_way_oldest_first(tmp_path) -> None:
     box = make(tmp_path, max_pending=6)
     for i in range(4):
         box.append("s", i, idempotency_key=f"s{i}", priority=Priority.STATE)
     for i in range(4):
-        box.append("t", i, idempotency_key=f"t{i}", priority=Priority.TELEMETRY)
-    assert box.pending()[Priority.STATE] == 4 and box.pending()[Priority.TELEMETRY] == 2
+        box.append("o", i, idempotency_key=f"o{i}", priority=Priority.OUTCOME)
+    assert box.pending()[Priority.STATE] == 2 and box.pending()[Priority.OUTCOME] == 4
+    assert [e.payload for e in box.read() if e.kind == "s"] == [2, 3]  # the newest stay
+    assert not box.over_bound()
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), max_size=60))
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5)), max_size=60))
 def test_counters_match_rows(tmp_path_factory, ops) -> None:
     box = make(
         tmp_path_factory.mktemp("p"),
         max_pending=15,
-        limits={Priority.STATE: 6, Priority.TELEMETRY: 4},
+        limits={Priority.STATE: 6},
     )
     for n, (priority, key) in enumerate(ops):
         box.append(
@@ -126,7 +133,11 @@ def test_counters_match_rows(tmp_path_factory, ops) -> None:
     for priority in Priority:
         s = stats[priority]
         assert s.appended == s.pending + s.dropped + s.compacted + s.acked
-    assert stats[Priority.CRITICAL].dropped == 0
+    assert stats[Priority.CRITICAL].dropped == stats[Priority.OUTCOME].dropped == 0
+    pending = box.pending()
+    kept = pending[Priority.CRITICAL] + pending[Priority.OUTCOME]
+    assert pending[Priority.STATE] <= 6
+    assert sum(pending.values()) <= max(15, kept)  # only alerts and outcomes pass the bound
 
 
 def test_listener_fires_after_commit_only(tmp_path) -> None:

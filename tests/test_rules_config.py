@@ -69,7 +69,9 @@ def test_demo_bundle_loads() -> None:
         (("vehicle_settings", 0, "speed_mode"), 3, True),
         (("vehicle_settings", 0, "speed_mode"), 4, False),
         (("vehicle_speed_settings", "default_low_speed"), 21, False),  # low > medium
-        (("vehicle_speed_settings", "battery_slow_down_speed"), None, False),  # pair broken
+        # each nullable on its own, as in the dashboard (null: no battery slow-down)
+        (("vehicle_speed_settings", "battery_slow_down_speed"), None, True),
+        (("vehicle_speed_settings", "min_battery_to_slow_down"), None, True),
         (("pricing", 0, "start_dow"), 7, False),
         (("pricing", 0, "start_hod"), "25:00:00", False),
         (("pricing", 0, "unlock_price"), -0.1, False),

@@ -40,7 +40,7 @@ def store(tmp_path) -> Store:
 
 def test_database_is_wal_and_versioned(store: Store) -> None:
     assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.version("store") == len(MIGRATIONS) == 6
+    assert store.db.version("store") == len(MIGRATIONS) == 9
 
 
 def test_reopening_keeps_data_and_does_not_remigrate(tmp_path) -> None:
@@ -48,7 +48,7 @@ def test_reopening_keeps_data_and_does_not_remigrate(tmp_path) -> None:
     seed_fleet(s)
     s.db.close()
     again = Store.open(tmp_path / "a.db")
-    assert again.db.version("store") == 6
+    assert again.db.version("store") == 9
     assert [v.serial_number for v in again.vehicles.all()][:2] == ["SN000001", "SN000002"]
 
 
@@ -81,7 +81,7 @@ def test_trip_start_and_end_move_vehicle_and_rotate_gbfs_id(store: Store) -> Non
     with pytest.raises(Conflict):
         store.trips.start(2, 1)
     ended = store.trips.end(trip, cost=250, station_id=101, spot_id=1012)
-    assert ended.status == "ended" and ended.cost == 250
+    assert ended.status == "finished" and ended.cost == 250
     assert store.riders.get(1).credit == 750
     docked = store.vehicles.get(1)
     assert docked.spot_id == 1012 and docked.trip_id is None
@@ -298,19 +298,19 @@ def test_hold_start_is_recorded_and_every_hold_counted(store: Store) -> None:
     clock: Clock = store.clock  # type: ignore[assignment]
     trip_id = store.trips.start(1, 1)
     clock.now += 300
-    store.trips.set_status(trip_id, "on_hold")
+    store.trips.set_status(trip_id, "on-hold")
     held_at = clock.now
     assert store.trips.get(trip_id).paused_at == held_at
     clock.now += 60
-    store.trips.set_status(trip_id, "on_hold")  # held again: the first start is kept
+    store.trips.set_status(trip_id, "on-hold")  # held again: the first start is kept
     assert store.trips.get(trip_id).paused_at == held_at
     clock.now += 60
     assert store.trips.get(trip_id).hold_seconds(clock.now) == 120
-    store.trips.set_status(trip_id, "started")
+    store.trips.set_status(trip_id, "running")
     trip = store.trips.get(trip_id)
     assert trip.paused_at is None and trip.held_seconds == 120
     clock.now += 100
-    store.trips.set_status(trip_id, "paused")
+    store.trips.set_status(trip_id, "on-hold")
     clock.now += 30
     assert store.trips.get(trip_id).hold_seconds(clock.now) == 150
 
@@ -419,7 +419,7 @@ def test_a_database_of_the_separate_histories_reaches_the_one_history(tmp_path: 
     store = Store.open(path)
     outbox = Outbox(store.db)
     versions = store.db.conn.execute("SELECT component, version FROM schema_version").fetchall()
-    assert [tuple(v) for v in versions] == [("store", 6)]
+    assert [tuple(v) for v in versions] == [("store", 9)]
     [kept] = outbox.read()
     assert (kept.cursor, kept.kind, kept.payload) == (1, "trip.started", {"trip_id": 1})
     assert outbox.pending()[Priority.OUTCOME] == 1

@@ -92,6 +92,33 @@ def test_counter_only_picc_data_uses_reader_uid() -> None:
     assert v.verify_url(url, reader_uid=bytes(7)).reason == "bad_mac"
 
 
+def test_counter_only_uid_serves_counter_only_picc_data_alone() -> None:
+    """``counter_only_uid`` (the play check's record UID) fills in a UID the PICC data does
+    not mirror; a mirrored UID wins and is not compared with it (the caller does, after the
+    MAC), unlike ``reader_uid``."""
+    v = verifier()
+    other = bytes.fromhex("04000000000001")
+    for mode in ("aes", "lrp"):
+        fields = _query_fields(tag(mode=mode).next_url())
+        r = v.verify_fields(counter_only_uid=other, **fields)
+        assert (r.valid, r.uid) == (True, UID.hex())
+        assert v.verify_fields(reader_uid=other, **fields).reason == "uid_mismatch"
+        div = make_keys(master_key=META, kdf="an10922")
+        counter_only = tag(mode=mode, mirror_uid=False, file_read_key=diversify_an10922(META, UID))
+        fields = _query_fields(counter_only.next_url())
+        r = v.verify_fields(keys=div, counter_only_uid=UID, **fields)
+        assert (r.valid, r.uid, r.read_ctr) == (True, UID.hex(), 1)
+        assert v.verify_fields(keys=div, counter_only_uid=other, **fields).reason == "bad_mac"
+        assert v.verify_fields(keys=div, counter_only_uid=UID[:6], **fields).reason == "uid_length"
+        assert v.verify_fields(keys=div, **fields).reason == "no_uid"
+
+
+def _query_fields(url: str) -> dict[str, str]:
+    """picc_data and cmac of a ``query-picc-cmac`` URL (an empty MAC window)."""
+    query = dict(part.split("=") for part in url.split("?", 1)[1].split("&"))
+    return {"picc_data": query["picc_data"], "cmac": query["cmac"], "mac_input": ""}
+
+
 def test_reader_uid_must_match_mirrored_uid() -> None:
     url = tag().next_url()
     assert verifier().verify_url(url, reader_uid=bytes(7)).reason == "uid_mismatch"
@@ -174,7 +201,8 @@ def _picc(mode: str, plain: bytes) -> bytes:
 
 @pytest.mark.parametrize("mode", ["aes", "lrp"])
 @pytest.mark.parametrize(
-    ("tag_byte", "diversified"), [(0xC8, False), (0xC4, True), (0x07, False), (0x07, True)]
+    ("tag_byte", "diversified"),
+    [(0xC8, False), (0xC4, True), (0x07, False), (0x07, True), (0x80, False), (0xC0, True)],
 )
 def test_bad_picc_data_still_computes_a_mac(
     monkeypatch: pytest.MonkeyPatch, mode: str, tag_byte: int, diversified: bool
@@ -237,6 +265,18 @@ def test_settings_hide_keys(tmp_path) -> None:
     loaded = load_sun_settings(cfg)
     assert list(loaded.load_profiles()) == ["query-picc-cmac"]
     assert secret not in repr(loaded)
+
+
+def test_settings_hide_long_master_keys() -> None:
+    """An sdm-backend master key may be longer than 16 bytes; it stays out of every repr."""
+    secret = "c0ffee" * 10 + "abcd"  # 32 bytes
+    s = SunSettings(key_sets={"k": {"master_key": secret, "kdf": "sdm-backend"}})
+    v = SunVerifier(s)
+    for text in (repr(s), str(s), repr(v), repr(v.key_sets["k"])):
+        assert secret not in text and secret[:32] not in text
+    with pytest.raises(ValidationError) as err:
+        SunSettings(key_sets={"k": {"master_key": secret + "0", "kdf": "sdm-backend"}})
+    assert secret[:32] not in str(err.value)
 
 
 def test_settings_reject_bad_profiles(tmp_path) -> None:

@@ -62,3 +62,42 @@ async def test_a_part_that_returns_counts_as_failed() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     backoff = Backoff(initial=1, factor=2, cap=5, jitter=0)
     assert [backoff.delay(n) for n in range(5)] == [1, 2, 4, 5, 5]
+
+
+async def test_health_keeps_the_failure_that_began_a_run_of_failures() -> None:
+    """The first failure is the cause; retries that meet its symptoms only update
+    ``last_error``. A part that ran well before failing again starts a new run."""
+    supervisor = Supervisor(backoff=Backoff(initial=0.01, cap=0.01, jitter=0), healthy_after=0.2)
+    errors = iter(
+        [
+            OSError("database or disk is full"),
+            ConnectionError("could not connect to the broker"),
+            ConnectionError("could not connect to the broker"),
+            None,  # runs well for a while, then fails anew
+            ValueError("a bad frame"),
+        ]
+    )
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def part() -> None:
+        health = supervisor.health["part"]
+        seen.append((health.cause, health.last_error))
+        error = next(errors, None)
+        if error is None:
+            if len(seen) > 5:
+                supervisor.stop()
+                await asyncio.Event().wait()
+            await asyncio.sleep(0.3)
+            raise RuntimeError("stopped after a good run") from KeyError("gone")
+        raise error
+
+    supervisor.add("part", part)
+    await asyncio.wait_for(supervisor.run(), 5)
+    first = "OSError: database or disk is full"
+    assert seen[3] == (first, "ConnectionError: could not connect to the broker")
+    assert seen[4] == (
+        "RuntimeError: stopped after a good run (from KeyError: 'gone')",
+        "RuntimeError: stopped after a good run (from KeyError: 'gone')",
+    )
+    assert seen[5] == (seen[4][0], "ValueError: a bad frame")  # a follow-on: cause kept
+    assert supervisor.health["part"].as_dict()["cause"] == seen[4][0]

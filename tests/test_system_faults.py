@@ -271,7 +271,7 @@ async def test_soak_with_faults_loses_no_alert_trip_or_event(
     started = sorted(e["trip_id"] for e in backend.of_kind("trip.started"))
     assert started == sorted(t["id"] for t in trips)
     ended = sorted(e["trip_id"] for e in backend.of_kind("trip.ended"))
-    assert ended == sorted(t["id"] for t in trips if t["status"] == "ended")
+    assert ended == sorted(t["id"] for t in trips if t["status"] == "finished")
     assert seen["reader_down"] == "down"
     assert any(e["kind"].startswith("tap.") for e in backend.events), "the replugged reader's tap"
 

@@ -55,7 +55,7 @@ def check_store_against_feed(daemon: DaemonProcess, backend: Backend) -> dict[st
     started = Counter(e["trip_id"] for e in backend.of_kind("trip.started"))
     ended = Counter(e["trip_id"] for e in backend.of_kind("trip.ended"))
     assert started == Counter(t["id"] for t in trips)
-    assert ended == Counter(t["id"] for t in trips if t["status"] == "ended")
+    assert ended == Counter(t["id"] for t in trips if t["status"] == "finished")
     return {"alerts": len(alerts), "trips": len(trips)}
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dockgate.api.auth import READ, SYNC, require
-from dockgate.api.errors import ApiError, ok
+from dockgate.api.errors import invalid, ok
 from dockgate.api.idempotency import HEADER
 from dockgate.api.params import Digits, Id
 from dockgate.api.ports import CommandOutcome
@@ -66,7 +66,9 @@ async def run_command(
     store, outbox = state.store, state.outbox
     key = request.headers.get(HEADER) or f"api:{uuid.uuid4()}"
     if not 1 <= len(key) <= 200 or not key.isprintable():
-        raise ApiError(400, "Idempotency-Key must be 1..200 printable characters")
+        raise invalid(
+            ["header", HEADER], "Idempotency-Key must be 1..200 printable characters", status=400
+        )
     entry, created = store.commands.journal(key, target_kind, target_id, command, args)
     if not created:
         if (entry.target_kind, entry.target_id, entry.command) != (
@@ -74,7 +76,7 @@ async def run_command(
             target_id,
             command,
         ) or orjson.loads(entry.args) != args:
-            raise ApiError(422, "this Idempotency-Key was used for another command")
+            raise invalid(["header", HEADER], "this Idempotency-Key was used for another command")
         return ok(_view(entry))
     sender = state.command_sender
     if sender is None:  # the daemon sends journaled commands when its driver is up

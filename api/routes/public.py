@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import generate_latest
 
 from dockgate.api.errors import ok
-from dockgate.api.gbfs import GbfsFeeds
+from dockgate.api.gbfs import FeedName
+from dockgate.api.gbfs_http import GBFS_RESPONSES, gbfs_response
 
 router = APIRouter()
 # The text format ``generate_latest`` writes; prometheus_client's CONTENT_TYPE_LATEST names a
 # newer format version in recent releases, which scrapers would then negotiate for.
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-FeedName = Literal[
-    "gbfs",
-    "system_information",
-    "station_information",
-    "station_status",
-    "vehicle_status",
-    "geofencing_zones",
-]
 
 
-@router.get("/gbfs/{feed}.json", tags=["gbfs"], summary="A GBFS 3.0 feed of this site")
-async def gbfs_feed(request: Request, feed: FeedName) -> dict[str, Any]:
-    feeds: GbfsFeeds = request.app.state.gbfs
-    return feeds.feed(feed)
+@router.get(
+    "/gbfs/{feed}.json",
+    tags=["gbfs"],
+    summary="A GBFS 3.0 feed of this site",
+    response_class=Response,
+    responses=GBFS_RESPONSES,
+)
+async def gbfs_feed(request: Request, feed: FeedName) -> Response:
+    return gbfs_response(request, feed)
 
 
 @router.get("/health", tags=["operations"], summary="Liveness and queue summary")

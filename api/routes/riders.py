@@ -11,17 +11,22 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from dockgate.api.auth import READ, SYNC, Principal, require
-from dockgate.api.errors import ApiError, ok
+from dockgate.api.errors import ApiError, ok, ok_page
+from dockgate.api.filters import USERS_UNSUPPORTED, UserFilters
 from dockgate.api.idempotency import idempotent
+from dockgate.api.paging import PageQuery
 from dockgate.api.params import MAX_ID, Digits, Id
 from dockgate.api.ports import PlayCheck
+from dockgate.api.query import Unsupported
 from dockgate.gateway.store import Rider
 
 router = APIRouter(tags=["riders and records"])
 read = [Depends(require(READ))]
 write = [Depends(require(SYNC))]
-PLAY = re.compile(r"^([0-9]{1,18})@([0-9A-Fa-f]{32}):([0-9A-Fa-f]{16})$")
+PLAY = re.compile(r"^([0-9]{1,18})@([0-9A-Fa-f]{32}|[0-9A-Fa-f]{48}):([0-9A-Fa-f]{16})$")
+PLAY_MAX_LENGTH = 18 + 1 + 48 + 1 + 16  # record id, "@", LRP PICC data (AES: 32), ":", CMAC
 BodyId = Annotated[int, Digits, Field(ge=1, le=MAX_ID)]
+Paging = Annotated[PageQuery, Query()]
 
 
 class Strict(BaseModel):
@@ -62,7 +67,8 @@ class PairBody(Strict):
 class DynamicPairBody(Strict):
     user_id: BodyId
     play: str = Field(
-        max_length=60, description="`<id_record>@<picc_data>:<cmac>` read from the product"
+        max_length=PLAY_MAX_LENGTH,
+        description="`<id_record>@<picc_data>:<cmac>` read from the product",
     )
 
 
@@ -88,7 +94,7 @@ def _check_play(request: Request, play: str, *, consume: bool = True) -> tuple[i
     advancing it (a read-only caller must not use up a scan the backend will pair with)."""
     match = PLAY.match(play)
     if match is None:
-        raise ApiError(422, "a play is <id_record>@<picc_data 32 hex>:<cmac 16 hex>")
+        raise ApiError(422, "a play is <id_record>@<picc_data 32 or 48 hex>:<cmac 16 hex>")
     record_id = int(match[1])
     record = request.app.state.store.records.get(record_id)
     if record.token_encryption != "aes-128":
@@ -96,7 +102,9 @@ def _check_play(request: Request, play: str, *, consume: bool = True) -> tuple[i
     verifier = request.app.state.play_verifier
     if verifier is None:
         raise ApiError(409, "this gateway has no SUN verifier configured")
-    check = verifier.verify_play(record_id, match[2].upper(), match[3].upper(), consume=consume)
+    check = verifier.verify_play(
+        record_id, match[2].upper(), match[3].upper(), consume=consume, uid=record.uid
+    )
     if not check.valid:
         raise ApiError(403, f"play rejected: {check.reason or 'invalid'}")
     bound = record.uid
@@ -105,14 +113,19 @@ def _check_play(request: Request, play: str, *, consume: bool = True) -> tuple[i
     return record_id, check
 
 
-@router.get("/users", summary="Get riders", dependencies=read)
-async def riders(
-    request: Request,
-    last_primary_key: Annotated[int, Digits, Query(ge=0, le=MAX_ID)] = 0,
-    page_size: Annotated[int, Digits, Query(ge=10, le=500)] = 100,
-) -> dict[str, Any]:
-    rows = request.app.state.store.riders.page(after_id=last_primary_key, limit=page_size)
-    return ok([_rider(r) for r in rows])
+@router.get(
+    "/users",
+    summary="Get riders",
+    description="The dashboard's user filters over riders. A rider belongs to the networks "
+    "of the vehicles they rode (`without_network=true` adds those who never rode); "
+    "`last_activity` is their last trip's start or end and `trip_count` their trips, as this "
+    "gateway saw them; `timezone` reads date-times given without an offset. Refused: "
+    + ", ".join(f"`{name}`" for name in USERS_UNSUPPORTED)
+    + " (not kept here).",
+    dependencies=[*read, Depends(Unsupported(USERS_UNSUPPORTED))],
+)
+async def riders(request: Request, filters: Annotated[UserFilters, Query()]) -> dict[str, Any]:
+    return ok_page(request.app.state.store.riders.search(filters.rider_query()), _rider)
 
 
 @router.get("/users/{id}", summary="Get rider", dependencies=read)
@@ -152,18 +165,15 @@ async def unblock(request: Request, id: Id) -> dict[str, Any]:
 
 
 @router.get("/users/{id}/badges", summary="Get rider's badges (records)", dependencies=read)
-async def badges(request: Request, id: Id) -> dict[str, Any]:
+async def badges(request: Request, id: Id, page: Paging) -> dict[str, Any]:
     store = request.app.state.store
     store.riders.get(id)
-    out = []
-    for product in store.products.all(rider_id=id):
-        out.extend(store.records.all(product.id))
-    return ok(out)
+    return ok_page(store.records.page(page.keyset(), rider_id=id))
 
 
 @router.get("/products", summary="Get products", dependencies=read)
-async def products(request: Request) -> dict[str, Any]:
-    return ok(request.app.state.store.products.all())
+async def products(request: Request, page: Paging) -> dict[str, Any]:
+    return ok_page(request.app.state.store.products.page(page.keyset()))
 
 
 @router.post("/products", summary="Create a product (a card, a ring)", dependencies=write)
@@ -184,10 +194,10 @@ async def product(request: Request, id: Id) -> dict[str, Any]:
 
 
 @router.get("/products/{id}/records", summary="Get a product's records", dependencies=read)
-async def product_records(request: Request, id: Id) -> dict[str, Any]:
+async def product_records(request: Request, id: Id, page: Paging) -> dict[str, Any]:
     store = request.app.state.store
     store.products.get(id)
-    return ok(store.records.all(id))
+    return ok_page(store.records.page(page.keyset(), product_id=id))
 
 
 @router.post("/products/{id}/records", summary="Create a record", dependencies=write)
@@ -256,8 +266,9 @@ async def record(request: Request, id: Id) -> dict[str, Any]:
 @router.get(
     "/play/{play}",
     summary="Dynamic play check",
-    description="Verifies `<id_record>@<picc_data>:<cmac>` and returns the record, its rider "
-    "and the record's scan count. With a `sync` token an accepted scan is used up (the tag's "
+    description="Verifies `<id_record>@<picc_data>:<cmac>` (`picc_data`: 32 hex characters from "
+    "an AES tag, 48 from an LRP tag) and returns the record, its rider and the record's scan "
+    "count. With a `sync` token an accepted scan is used up (the tag's "
     "counter is stored, the scan counted). With a `read` token the check is dry (`dry_run`: "
     "true): the MAC is verified and the counter compared with the last one stored, and "
     "nothing is written, so the backend can still pair with the same scan.",
@@ -265,7 +276,7 @@ async def record(request: Request, id: Id) -> dict[str, Any]:
 )
 async def play(
     request: Request,
-    play: Annotated[str, Path(max_length=60)],
+    play: Annotated[str, Path(max_length=PLAY_MAX_LENGTH)],
     principal: Annotated[Principal, Depends(require(READ))],
 ) -> dict[str, Any]:
     store = request.app.state.store

@@ -189,6 +189,13 @@ class MqttDriver:
         return client
 
     async def __aenter__(self) -> Self:
+        """Connect and subscribe; a closed driver may be entered again (a restarted part)."""
+        if self._thread is not None:
+            if not self._closed:
+                raise MqttError("the driver is already open")
+            if self._thread.is_alive():
+                raise MqttError("the last connection's network thread has not stopped yet")
+            self._reopen()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="mqtt-driver", daemon=True)
         self._thread.start()
@@ -204,8 +211,32 @@ class MqttDriver:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def _reopen(self) -> None:
+        """Make a closed driver ready to connect again, as a new one would be, keeping its
+        counters and the commands under way (other parts hold ``send_command``).
+
+        Messages queued and never handed out are dropped: they were not acknowledged, so the
+        broker redelivers them over the new connection (the persistent session).
+        """
+        with self._cond:
+            self._queue.clear()
+            self._waiter = None
+            self._wake_due = 0.0
+        self._acks.forget()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._sub_mid = None
+        self._reconnects = reconnect_backoff(self.settings).series()
+        self._client = self._make_client()
+        self.stats.connected = False
+        self._closed = False
+
     async def aclose(self) -> None:
-        """Disconnect cleanly (the broker keeps our session), stop the network thread."""
+        """Disconnect cleanly (the broker keeps our session), stop the network thread.
+
+        Commands under way keep their deadlines: a reply that arrives once the driver is
+        entered again still settles them; otherwise they end as their timeouts say.
+        """
         if self._closed:
             return
         self._closed = True
@@ -215,12 +246,6 @@ class MqttDriver:
         self._wake_consumer()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10)
-        for pending in self._pending.values():
-            if pending.waiter is not None:
-                pending.waiter.cancel()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     # --- network thread -----------------------------------------------------------------
 
@@ -231,38 +256,18 @@ class MqttDriver:
         return props
 
     def _run(self) -> None:
-        """Connect, loop, and reconnect with jittered backoff until asked to stop."""
-        s = self.settings
-        client = self._client
-        while not self._stopping.is_set():
+        """Connect, loop, and reconnect with jittered backoff until asked to stop.
+
+        The client and the stop flag are this connection's own (``_reopen`` makes new ones).
+        """
+        client, stopping = self._client, self._stopping
+        while not stopping.is_set():
             self._acks.forget()  # packet ids of the last connection mean nothing on the next
-            try:
-                client.connect(
-                    s.host,
-                    s.port,
-                    keepalive=s.keepalive,
-                    clean_start=False,
-                    properties=self._connect_properties(),
-                )
-            except (OSError, ValueError) as exc:
-                self.stats.connect_failures += 1
-                self.stats.last_error = f"connect: {type(exc).__name__}: {exc}"[:200]
-                self._stopping.wait(self._reconnects.next_delay())
+            if not self._connect(client):
+                stopping.wait(self._reconnects.next_delay())
                 continue
-            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
-            stats = self.stats
-            while not self._stopping.is_set() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                before = stats.received
-                rc = client.loop(timeout=_BURST_GAP if self._wake_due else 0.5)
-                # Wake the consumer once per burst, not once per message: when a loop pass
-                # read nothing (the burst paused), or the batch is big or old enough.
-                if self._wake_due and (
-                    stats.received == before
-                    or len(self._queue) >= _WAKE_BATCH
-                    or time.monotonic() - self._wake_due > _BURST_GAP
-                ):
-                    self._wake_consumer()
-            if self._stopping.is_set():
+            rc = self._loop_while_connected(client, stopping)
+            if stopping.is_set():
                 if self.stats.connected:
                     client.disconnect()
                     for _ in range(20):  # let DISCONNECT go out
@@ -270,12 +275,50 @@ class MqttDriver:
                             break
                 break
             self._mark_down(f"loop: {paho.error_string(rc)}")
-            self._stopping.wait(self._reconnects.next_delay())
+            stopping.wait(self._reconnects.next_delay())
+        self.stats.connected = False
+        self._ready.clear()
         try:
             client.loop_stop()
             close_sockets(client)
         except Exception:
             pass
+
+    def _connect(self, client: paho.Client) -> bool:
+        """Open the connection (CONNACK and SUBACK follow in the loop); False if it failed."""
+        s = self.settings
+        try:
+            client.connect(
+                s.host,
+                s.port,
+                keepalive=s.keepalive,
+                clean_start=False,
+                properties=self._connect_properties(),
+            )
+        except (OSError, ValueError) as exc:
+            self.stats.connect_failures += 1
+            self.stats.last_error = f"connect: {type(exc).__name__}: {exc}"[:200]
+            return False
+        return True
+
+    def _loop_while_connected(
+        self, client: paho.Client, stopping: threading.Event
+    ) -> MQTTErrorCode:
+        """Read and write until the connection drops or a stop is asked; paho's last code."""
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        stats = self.stats
+        while not stopping.is_set() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            before = stats.received
+            rc = client.loop(timeout=_BURST_GAP if self._wake_due else 0.5)
+            # Wake the consumer once per burst, not once per message: when a loop pass
+            # read nothing (the burst paused), or the batch is big or old enough.
+            if self._wake_due and (
+                stats.received == before
+                or len(self._queue) >= _WAKE_BATCH
+                or time.monotonic() - self._wake_due > _BURST_GAP
+            ):
+                self._wake_consumer()
+        return rc
 
     def _mark_down(self, why: str) -> None:
         if self.stats.connected:
@@ -311,6 +354,11 @@ class MqttDriver:
         self._reconnects.reset()
         topics = [(t, 1) for t in subscriptions(self.settings.network)]
         _, self._sub_mid = client.subscribe(topics)
+        if flags.session_present:
+            # The session kept our subscriptions: ready now. The broker sends its queued
+            # backlog before the SUBACK, so waiting for it would keep the consumer idle while
+            # the backlog piles up (and deadlock once it exceeds ``queue_size``).
+            self._ready.set()
         log.info("mqtt: connected (session present: %s)", flags.session_present)
 
     def _session_lost(self) -> None:
@@ -371,6 +419,7 @@ class MqttDriver:
                 received_at=time.time(),
                 retained=msg.retain,
                 max_future_ms=self.settings.max_future_ms,
+                max_past_ms=self.settings.max_past_ms,
             )
         except ProtocolError as exc:
             self._reject(exc.code, msg, exc.detail)

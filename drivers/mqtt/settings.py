@@ -39,4 +39,7 @@ class MqttSettings(BaseSettings):
     outcome_timeout: float = Field(
         default=15.0, gt=0, description="seconds to wait for the outcome"
     )
+    # A device clock further ahead or behind than these is skewed: its messages are still
+    # taken, stamped with the gateway's receive time (docs/mqtt-protocol.md, "Device clocks").
     max_future_ms: int = Field(default=5 * 60 * 1000, ge=0)
+    max_past_ms: int = Field(default=24 * 3600 * 1000, ge=0)

@@ -2,7 +2,9 @@
 
 The worker (``_run`` in the subclass) owns the device; tap events reach the event loop with
 ``call_soon_threadsafe`` into an asyncio queue; ``close`` stops the worker and ends ``taps``.
-Status, error and per-reason counters are kept here, so every threaded driver reports alike.
+A closed driver can be started again (the daemon restarts a failed reader part): a new worker,
+a new queue, the counters kept. Status, error and per-reason counters are kept here, so every
+threaded driver reports alike.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ThreadedReader(ReaderDriver):
         self._status = ReaderStatus(reader=reader_id, driver=self.name)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_thread: threading.Thread | None = None  # the worker ``close`` stopped
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[TapEvent | None] = asyncio.Queue()
         self._opened = 0
@@ -44,7 +47,13 @@ class ThreadedReader(ReaderDriver):
     async def start(self) -> None:
         if self._thread is not None:
             return
+        if self._last_thread is not None and self._last_thread.is_alive():
+            raise RuntimeError(f"{self.reader_id}: the last worker has not stopped yet")
         self._loop = asyncio.get_running_loop()
+        # A fresh start after a close: the end-of-taps mark of the last run stays behind
+        # in the old queue, and the next reconnect waits from the shortest delay again.
+        self._queue = asyncio.Queue()
+        self._reconnects.reset()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name=self.reader_id, daemon=True)
         self._thread.start()
@@ -53,13 +62,15 @@ class ThreadedReader(ReaderDriver):
         thread, self._thread = self._thread, None
         if thread is None:
             return
+        self._last_thread = thread
         self._stop.set()
         await asyncio.to_thread(thread.join, 10)
         self._status.state = "down"
         self._queue.put_nowait(None)
 
     async def taps(self) -> AsyncIterator[TapEvent]:
-        while (event := await self._queue.get()) is not None:
+        queue = self._queue  # this run's: a start after a close makes a new one
+        while (event := await queue.get()) is not None:
             yield event
 
     def status(self) -> list[ReaderStatus]:

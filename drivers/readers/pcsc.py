@@ -62,7 +62,16 @@ class PcscDriver(ReaderDriver):
 
     # -- ReaderDriver ----------------------------------------------------------------------
     async def start(self) -> None:
+        """Begin watching; after a ``close`` it starts afresh (the daemon restarts a failed
+        reader part): a new watch thread and tap queue, the readers' counters kept."""
+        if self._thread is not None and not self._closed:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("the last PC/SC watch thread has not stopped yet")
         self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()  # the last run's end-of-taps mark stays in the old one
+        self._stop = threading.Event()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="pcsc-watch", daemon=True)
         self._thread.start()
 
@@ -77,10 +86,11 @@ class PcscDriver(ReaderDriver):
         self._queue.put_nowait(None)
 
     async def taps(self) -> AsyncIterator[TapEvent]:
+        queue = self._queue  # this run's: a start after a close makes a new one
         while True:
-            event = await self._queue.get()
+            event = await queue.get()
             if event is None:
-                self._queue.put_nowait(None)  # later iterators end too
+                queue.put_nowait(None)  # later iterators end too
                 return
             yield event
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dockgate.gateway.cli import demo, reader, rules, run, sim, tag
+from dockgate.gateway.cli import demo, devices, keys, reader, rules, run, sim, tag
 
 app = typer.Typer(
     name="dockgate",
@@ -16,6 +16,8 @@ app.add_typer(tag.app, name="tag")
 app.add_typer(reader.app, name="reader")
 app.add_typer(sim.app, name="sim")
 app.add_typer(rules.app, name="rules")
+app.add_typer(devices.app, name="devices")
+app.add_typer(keys.app, name="keys")
 app.command("run")(run.run)
 app.command("demo")(demo.demo)
 

@@ -109,7 +109,8 @@ def check(
     bundle: Path = typer.Argument(..., help="Dashboard-style bundle (.json/.toml) or GBFS file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Validate a bundle as a whole and list every problem (exit 1 if any)."""
+    """Validate a bundle as a whole and list every problem (exit 1 if any), or every warning it
+    was accepted with (exit 0)."""
     import json
 
     b = _load(bundle, as_json)
@@ -130,14 +131,33 @@ def check(
         "gbfs_zones": len(b.gbfs.zones) if b.gbfs else 0,
         "border": b.config.border is not None,
         "problems": [],
+        "warnings": [w.as_dict() for w in b.warnings],
     }
     if as_json:
         typer.echo(json.dumps(summary))
     else:
         typer.echo(f"{bundle}: ok, version {b.version} ({b.source})")
+        _print_warnings(b)
         if parkings:
             need = ", required to end a trip" if b.config.parking_required else ""
             typer.echo(f"  {len(parkings)} virtual parking(s), capacity {capacity}{need}")
             for p in parkings:
                 note = " (no vehicle may be left here)" if p["capacity"] == 0 else ""
                 typer.echo(f"    {p['id']} {p['name']}: capacity {p['capacity']}{note}")
+
+
+SHOWN_LOCATIONS = 5  # per warning; ``--json`` lists them all
+
+
+def _print_warnings(b: RuleBundle) -> None:
+    """Every warning, with where it applies (the first few places, and how many more)."""
+    if not b.warnings:
+        return
+    typer.echo(f"  {len(b.warnings)} warning(s), accepted anyway:")
+    for w in b.warnings:
+        typer.echo(f"    {w.code}: {w.message} ({len(w.locations)} place(s))")
+        for loc in w.locations[:SHOWN_LOCATIONS]:
+            typer.echo(f"      {loc}")
+        more = len(w.locations) - SHOWN_LOCATIONS
+        if more > 0:
+            typer.echo(f"      ... and {more} more (--json lists every one)")

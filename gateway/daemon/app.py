@@ -22,8 +22,8 @@ from typing import Any
 import uvicorn
 
 from dockgate.api import ApiLimits, create_app, server_config
-from dockgate.api.gbfs import GbfsSettings
-from dockgate.api.metrics import GatewayMetrics
+from dockgate.api.gbfs import GbfsSources
+from dockgate.api.metrics import GatewayMetrics, Readings
 from dockgate.api.ports import FlowCommandSender, SunPlayVerifier
 from dockgate.api.status import status_router
 from dockgate.drivers.mqtt import MqttClosed, MqttDriver
@@ -31,13 +31,15 @@ from dockgate.drivers.readers import ReaderSpec, make_reader
 from dockgate.gateway.daemon.points import points
 from dockgate.gateway.daemon.settings import DaemonSettings, ReaderSettings
 from dockgate.gateway.daemon.snapshot import status_snapshot
+from dockgate.gateway.daemon.state import open_state
+from dockgate.gateway.daemon.storage import StorageAlarm
 from dockgate.gateway.daemon.supervisor import PartRunner, Supervisor
 from dockgate.gateway.flow import RideFlow
 from dockgate.gateway.outbox import Outbox, Priority
-from dockgate.gateway.protocol import DeviceKind
+from dockgate.gateway.protocol import DeviceMessage
 from dockgate.gateway.readers import ReaderDriver, ReaderStatus
 from dockgate.gateway.rules import BundleHolder, RuleBundle, RulesEngine, load_bundle
-from dockgate.gateway.store import Database, Store
+from dockgate.gateway.store import StoreHealth
 from dockgate.gateway.sun import SunVerifier
 from dockgate.gateway.taps import Tap, TapHandler
 from dockgate.gateway.telemetry import SinkPolicy, TelemetrySink
@@ -87,24 +89,22 @@ class Daemon:
         self.started = asyncio.Event()
         self.readers: dict[str, ReaderDriver] = {}
         self.tap_failures = 0
+        self.batches_retried = 0  # device batches the disk refused, kept and tried again
         self._build()
 
     # -- construction -------------------------------------------------------------------------
     def _build(self) -> None:
         s = self.settings
         data_dir = Path(s.site.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(data_dir / "dockgate.sqlite3")
-        self.store = Store(self.db)
-        self.outbox = Outbox(
-            self.db,
-            limits={
-                Priority.OUTCOME: s.outbox.outcome,
-                Priority.STATE: s.outbox.state,
-                Priority.TELEMETRY: s.outbox.telemetry,
-            },
-            max_pending=s.outbox.max_pending,
+        self.store = open_state(data_dir, s.secrets)  # 0700 directory, 0600 files, KEK checked
+        self.db = self.store.db
+        self.outbox = Outbox(  # only STATE is ever dropped: alerts and outcomes never are
+            self.db, limits={Priority.STATE: s.outbox.state}, max_pending=s.outbox.max_pending
         )
+        for warning in s.outbox.deprecations():
+            log.warning("configuration: %s", warning)
+        self.storage = StoreHealth(self.db, min_free_bytes=s.storage.min_free_bytes)
+        self.storage_alarm = StorageAlarm(self.storage, self.outbox)
         self.replay = self.store.replay  # a separate replay file of an earlier version: taken over
         self.replay.import_file(s.sun.replay_db or data_dir / "sun-replay.sqlite3")
         self.verifier = SunVerifier(s.sun, self.replay)
@@ -127,11 +127,12 @@ class Daemon:
             metrics=self.metrics,
             # an unlock sent before a crash may still be executed until the driver gives up
             outcome_timeout=s.mqtt.command_timeout + s.mqtt.outcome_timeout,
+            enroll_vehicles=True,  # a vehicle first heard of joins, in its message's transaction
         )
-        self._next_vehicle_id = max((v.id for v in self.store.vehicles.all()), default=0) + 1
-        self._known_serials = {v.serial_number for v in self.store.vehicles.all()}
+        self.flow.tasks.on_failure = self.storage.refused  # a command refused by the disk
         for reader in s.readers:
             self.readers[reader.id] = make_reader(_reader_spec(reader))
+        self.metrics.watch(self.readings)
 
     def _make_sink(self) -> TelemetrySink | None:
         """The time-series sink, if enabled: its queue is bounded and apart from the outbox."""
@@ -168,14 +169,6 @@ class Daemon:
                 for number in range(1, st.spots + 1):
                     self.store.topology.upsert_spot(st.id * 1000 + number, st.id, number)
 
-    def _register_vehicle(self, serial: str) -> None:
-        """A vehicle the site has not seen yet joins the fleet on its first valid message."""
-        next_id = self._next_vehicle_id
-        self._next_vehicle_id += 1
-        self.store.vehicles.upsert(next_id, self.settings.site.network_id, serial)
-        self._known_serials.add(serial)
-        log.info("new vehicle", extra={"serial": serial, "vehicle_id": next_id})
-
     def _initial_bundle(self) -> RuleBundle:
         """The last bundle the backend pushed, else the configured one."""
         saved = self.store.bundles.current()
@@ -188,28 +181,43 @@ class Daemon:
 
     # -- parts --------------------------------------------------------------------------------
     async def _run_mqtt(self) -> None:
+        """Device messages in batches, each one transaction, acknowledged once committed.
+
+        While the store cannot take them (disk nearly full or refusing writes) no batch is
+        pulled: the driver's bounded queue fills and its backpressure leaves the rest with
+        the broker, unacknowledged, until the disk takes writes again.
+        """
+        interval = self.settings.storage.probe_interval
         async with self.mqtt as driver:
-            self.metrics.broker_up.set(1)
-            try:
-                while True:
-                    try:
-                        batch = await driver.get_batch(1024)
-                    except MqttClosed:
-                        return
+            while True:
+                await self.storage.until_ingest(interval)
+                try:
+                    batch = await driver.get_batch(1024)
+                except MqttClosed:
+                    return
+                if self.sink is not None:  # history keeps every point, stale ones too
                     for message in batch:
-                        if self.sink is not None:
-                            for point in points(message):
-                                self.sink.write(*point)
-                        serial = message.device.device_id
-                        if (
-                            message.device.kind is DeviceKind.VEHICLE
-                            and serial not in self._known_serials
-                        ):
-                            self._register_vehicle(serial)
-                    await self.flow.on_device_messages(batch)
-                    driver.acknowledge_delivered()  # only now may the broker forget them
-            finally:
-                self.metrics.broker_up.set(0)
+                        for point in points(message):
+                            self.sink.write(*point)
+                await self._store_batch(batch, interval)
+                driver.acknowledge_delivered()  # only now may the broker forget them
+
+    async def _store_batch(self, batch: list[DeviceMessage], interval: float) -> None:
+        """Handle ``batch`` in one transaction; if the disk refuses it, keep it (nothing of
+        it was kept, nothing acknowledged) and retry once the disk takes writes again."""
+        while True:
+            before = asyncio.all_tasks()
+            try:
+                await self.flow.on_device_messages(batch)
+                return
+            except Exception as exc:
+                if not self.storage.refused(exc):
+                    raise
+                # The commands it journaled were rolled back with it: none may go out.
+                for task in asyncio.all_tasks() - before:
+                    task.cancel()
+            self.batches_retried += 1
+            await self.storage.until_ingest(interval)
 
     def _reader_part(self, settings: ReaderSettings, driver: ReaderDriver) -> PartRunner:
         async def run() -> None:
@@ -226,17 +234,9 @@ class Daemon:
         return run
 
     def _tap_done(self, task: asyncio.Task[Any]) -> None:
-        """A tap the flow could not handle is logged and counted, never lost silently."""
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
+        """A tap the flow could not handle is counted (the flow's tasks log each failure)."""
+        if not task.cancelled() and task.exception() is not None:
             self.tap_failures += 1
-            log.error(
-                "tap handling failed",
-                exc_info=(type(exc), exc, exc.__traceback__),
-                extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
-            )
 
     async def _run_api(self) -> None:
         s = self.settings
@@ -247,14 +247,22 @@ class Daemon:
             tokens=tokens,
             command_sender=FlowCommandSender(self.flow),
             play_verifier=SunPlayVerifier(self.verifier),
-            gbfs=GbfsSettings(name=s.site.name),
+            gbfs=s.gbfs.model_copy(update={"name": s.gbfs.name or s.site.name}),
+            gbfs_sources=GbfsSources(  # the feeds publish what the engine enforces
+                lambda: self.engine.bundle, lambda pid: self.engine.occupancy(pid)[0]
+            ),
             metrics=self.metrics,
             extra_routers=[status_router(self.snapshot)],
             limits=ApiLimits(body_bytes=s.api.max_body, large_body_bytes=s.api.max_bundle_body),
         )
         app.state.health_provider = self.health
         config = server_config(  # the app's limits: head/body timeouts, connection cap
-            app, host=s.api.host, port=s.api.port, log_level="warning", access_log=False
+            app,
+            host=s.api.host,
+            port=s.api.port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # uvicorn's records go through the daemon's handler (JSON or console)
         )
         server = _QuietServer(config)
         serving = asyncio.create_task(server.serve())
@@ -266,7 +274,9 @@ class Daemon:
                 await asyncio.sleep(0.02)
             self.api_port = server.servers[0].sockets[0].getsockname()[1]
             log.info("API listening", extra={"url": f"http://{s.api.host}:{self.api_port}"})
-            await serving
+            # Shielded: a stop cancels this part, not uvicorn's task, which then shuts down
+            # cleanly below (lifespan included) instead of dying with a logged CancelledError.
+            await asyncio.shield(serving)
             raise RuntimeError("API server stopped")
         finally:
             server.should_exit = True
@@ -283,8 +293,12 @@ class Daemon:
             await asyncio.to_thread(self.sink.close, 5.0)
 
     async def _run_housekeeping(self) -> None:
-        """Keeps the gauges current and lets the flow act on time-based rules."""
+        """Keeps the gauges current, looks at the disk (probing while it refuses writes, so
+        its state clears even with nothing to ingest) and applies pushed bundles."""
         while True:
+            self.storage.poll()
+            self.storage_alarm.flush()
+            self.metrics.broker_up.set(int(self.mqtt.connected))
             for reader_id, driver in self.readers.items():
                 up = any(st.state == "up" for st in driver.status())
                 self.metrics.reader_up.labels(reader=reader_id).set(int(up))
@@ -347,6 +361,51 @@ class Daemon:
             self.db.close()
 
     # -- views --------------------------------------------------------------------------------
+    def readings(self) -> Readings:
+        """The parts' own counters, for ``/metrics``."""
+        tally = self.engine.tally
+        decisions = {("command", kind): n for kind, n in tally.commands.items()}
+        decisions |= {("alert", f"{t}:{a}"): n for (t, a), n in tally.alerts.items()}
+        decisions |= {("notification", kind): n for kind, n in tally.notifications.items()}
+        return Readings(
+            mqtt=self.mqtt.status(),
+            taps=dict(self.taps.counters),
+            decisions=decisions,
+            alerts_raised=dict(self.flow.alerts.raised),
+            alerts_cleared=dict(self.flow.alerts.cleared),
+            ignored=dict(self.flow.ignored),
+            device_messages=dict(self.flow.inbound),
+            clock_skewed_devices=len(self.flow.clock_skewed_devices()),
+            storage=self.storage_status(),
+            background_failures=self.flow.tasks.failed,
+        )
+
+    def storage_status(self) -> dict[str, Any]:
+        """The disk as ``/health`` and ``/metrics`` show it (``StoreHealth.status`` and what
+        the daemon adds: batches kept and retried, site alarms waiting to be written)."""
+        return {
+            **self.storage.status(),
+            "batches_retried": self.batches_retried,
+            "alarms_unsent": len(self.storage_alarm.unsent),
+        }
+
+    def _problems(self, parts: list[dict[str, Any]], storage: dict[str, Any]) -> list[str]:
+        """Why ``/health`` says ``degraded``: a part not running (with the failure that
+        began it), the disk, the broker away, an outbox only alerts and outcomes fill."""
+        problems = [
+            f"part {p['name']} is {p['state']}: {p['cause'] or p['last_error']}"
+            for p in parts
+            if p["state"] != "running"
+        ]
+        if storage["state"] != "ok":
+            problems.append(f"storage {storage['state']}: {storage['cause']}")
+        mqtt_running = any(p["name"] == "mqtt" and p["state"] == "running" for p in parts)
+        if mqtt_running and not self.mqtt.connected:
+            problems.append(f"broker not connected: {self.mqtt.stats.last_error}")
+        if self.outbox.over_bound():
+            problems.append("outbox over max_pending: only alerts and outcomes are pending")
+        return problems
+
     def health(self) -> dict[str, Any]:
         parts = [h.as_dict() for h in self.supervisor.health.values()]
         readers = [
@@ -354,12 +413,25 @@ class Daemon:
             for rid, d in self.readers.items()
             for st in d.status()
         ]
-        degraded = any(p["state"] != "running" for p in parts)
+        storage = self.storage_status()
+        problems = self._problems(parts, storage)
         return {
-            "status": "degraded" if degraded else "ok",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "parts": parts,
             "readers": readers,
             "broker": self.mqtt.status(),
+            "storage": storage,
+            "outbox_bounds": {
+                "state": self.outbox.limits.get(Priority.STATE),
+                "max_pending": self.outbox.max_pending,
+                "over": self.outbox.over_bound(),
+            },
+            "background_failures": self.flow.tasks.failed,
+            "devices": {
+                "inbound": dict(self.flow.inbound),  # stale, duplicate, clock_skew, failed
+                "clock_skewed": self.flow.clock_skewed_devices(),  # id -> last offset (ms)
+            },
             "telemetry": dataclasses.asdict(self.sink.counters) if self.sink is not None else None,
             "rule_bundle": self.engine.bundle.version,
         }

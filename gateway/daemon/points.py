@@ -18,7 +18,7 @@ Point = tuple[str, Tags, Fields, float]  # measurement, tags, fields, epoch seco
 def points(message: DeviceMessage) -> Iterator[Point]:
     """The points one validated device message yields (none for most channels)."""
     payload = message.payload
-    ts = payload.ts / 1000.0
+    ts = message.effective_ts / 1000.0  # the receive time where the device clock is off
     if message.channel is Channel.TELEMETRY and isinstance(payload, Telemetry):
         tags: Tags = {"network": message.device.network, "vehicle": payload.device_id}
         yield (

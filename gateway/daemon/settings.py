@@ -1,10 +1,11 @@
 """The daemon's configuration: one TOML file, environment overrides, every problem listed.
 
 The file has one table per part (``[site]``, ``[mqtt]``, ``[api]``, ``[[readers]]``,
-``[rules]``, ``[telemetry]``, ``[logging]``, ``[sun]``). Any field can be overridden from
-the environment as ``DOCKGATE_<TABLE>__<FIELD>``, e.g. ``DOCKGATE_MQTT__PORT=1884``.
-Secrets (API tokens, the broker password, tag keys) are secret types: they never show in a
-repr, a log line or a validation error.
+``[rules]``, ``[telemetry]``, ``[outbox]``, ``[storage]``, ``[logging]``, ``[secrets]``,
+``[sun]``). Any field can be
+overridden from the environment as ``DOCKGATE_<TABLE>__<FIELD>``, e.g.
+``DOCKGATE_MQTT__PORT=1884``. Secrets (API tokens, the broker password, tag keys) are secret
+types: they never show in a repr, a log line or a validation error.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dockgate.api.gbfs import GbfsSettings
 from dockgate.drivers.mqtt.settings import MqttSettings
 from dockgate.gateway.sun.settings import SunSettings
 
@@ -130,12 +132,53 @@ class TelemetrySettings(_Part):
 
 
 class OutboxSettings(_Part):
-    """Bounds of the durable outbox per class (critical alerts are never bounded)."""
+    """Bounds of the durable outbox. Only STATE events (latest state) are ever dropped,
+    oldest first; alerts and outcomes (trips, taps, command outcomes) never are: they count
+    towards ``max_pending`` and their bound is the disk (``[storage] min_free_bytes``).
 
-    outcome: int | None = Field(default=1_000_000, ge=1)
+    ``outcome`` and ``telemetry`` are the keys of earlier versions, accepted and ignored
+    with a warning (``deprecations``): outcomes are never dropped, no event is telemetry.
+    """
+
     state: int | None = Field(default=200_000, ge=1)
-    telemetry: int | None = Field(default=50_000, ge=1)
     max_pending: int | None = Field(default=2_000_000, ge=1)
+    outcome: int | None = Field(default=None, ge=1, description="ignored (earlier versions)")
+    telemetry: int | None = Field(default=None, ge=1, description="ignored (earlier versions)")
+
+    def deprecations(self) -> list[str]:
+        """A warning per old key the configuration still sets."""
+        old = {
+            "outcome": "outcome events (trips, taps, command outcomes) are never dropped",
+            "telemetry": "no outbox event is of a telemetry class (vehicle state is STATE)",
+        }
+        return [
+            f"[outbox] {key} is ignored: {why}"
+            for key, why in old.items()
+            if key in self.model_fields_set
+        ]
+
+
+class StorageSettings(_Part):
+    """The disk the state lives on.
+
+    Below ``min_free_bytes`` of free space the gateway stops taking device messages (they
+    wait at the broker), keeping the rest for the journal, taps, command outcomes and alerts;
+    it takes them again once the free space is back a quarter above it. While the disk
+    refuses writes it probes every ``probe_interval`` seconds with a one-row commit.
+    """
+
+    min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    probe_interval: float = Field(default=1.0, gt=0, le=60)
+
+
+class SecretsSettings(_Part):
+    """Where the key-encryption key (KEK) that seals the stored tag and record keys comes from.
+
+    First found: the systemd credential ``dockgate-kek`` (``LoadCredential=``), ``kek_file``,
+    the environment variable ``DOCKGATE_KEK``, else ``<data_dir>/kek`` (generated, 0600).
+    """
+
+    kek_file: Path | None = None
 
 
 class LoggingSettings(_Part):
@@ -160,7 +203,11 @@ class DaemonSettings(BaseSettings):
     rules: RulesSettings = Field(default_factory=RulesSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    # the public GBFS feeds: [gbfs] public_url, vehicle_types, ... (see GbfsSettings)
+    gbfs: GbfsSettings = Field(default_factory=GbfsSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
     sun: SunSettings = Field(default_factory=SunSettings)
 
     @model_validator(mode="after")
@@ -189,7 +236,12 @@ def _describe(exc: ValidationError) -> list[str]:
 
 def _relative_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
     """Paths in the file are relative to the file, not to the working directory."""
-    fixes = [("site", "data_dir"), ("rules", "bundle"), ("sun", "profiles_file")]
+    fixes = [
+        ("site", "data_dir"),
+        ("rules", "bundle"),
+        ("sun", "profiles_file"),
+        ("secrets", "kek_file"),
+    ]
     for table, key in [*fixes, ("sun", "replay_db")]:
         section = doc.get(table)
         if not isinstance(section, dict):

@@ -3,6 +3,10 @@
 A part is an async callable that runs until cancelled. If it raises, the supervisor records the
 error in the part's health, waits (exponential backoff with jitter, capped) and starts it again;
 the other parts keep running. Only cancellation (shutdown) ends a part for good.
+
+A part that fails again and again shows two errors: ``last_error``, the latest, and ``cause``,
+the first of the run of failures (a part that ran ``healthy_after`` seconds starts a new run):
+the failure that began it all, not the symptom each retry meets since.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class PartHealth:
     restarts: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    cause: str | None = None  # the first failure of the latest run of failures
+    cause_at: float | None = None
     started_at: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -41,6 +47,8 @@ class PartHealth:
             "restarts": self.restarts,
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
+            "cause": self.cause,
+            "cause_at": self.cause_at,
             "started_at": self.started_at,
             **self.extra,
         }
@@ -48,6 +56,19 @@ class PartHealth:
 
 # A failed part comes back after 0.5 s, then 1, 2, 4 ... up to 30 s, each +-20 %.
 RESTART_BACKOFF = Backoff(initial=0.5, cap=30.0, jitter=0.2)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of a failure, with the exception it came from when there is one."""
+    text = f"{type(exc).__name__}: {exc}"
+    root = exc
+    seen = {id(exc)}
+    while (earlier := root.__cause__ or root.__context__) is not None and id(earlier) not in seen:
+        seen.add(id(earlier))
+        root = earlier
+    if root is not exc:
+        text += f" (from {type(root).__name__}: {root})"
+    return text[:400]
 
 
 class Supervisor:
@@ -96,8 +117,10 @@ class Supervisor:
                     if time.monotonic() - started > self.healthy_after:
                         attempt = 0
                     health.restarts += 1
-                    health.last_error = f"{type(exc).__name__}: {exc}"
+                    health.last_error = describe(exc)
                     health.last_error_at = time.time()
+                    if attempt == 0:  # the first failure since the part last ran well
+                        health.cause, health.cause_at = health.last_error, health.last_error_at
                     health.state = "backoff"
                     delay = self.backoff.delay(attempt)
                     attempt += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from dockgate.gateway.flow._parts import FlowParts
@@ -27,6 +28,9 @@ class AlertDesk:
 
     def __init__(self, parts: FlowParts) -> None:
         self.parts = parts
+        # alert type -> alerts opened / resolved by the gateway (for /metrics)
+        self.raised: Counter[str] = Counter()
+        self.cleared: Counter[str] = Counter()
 
     def raise_alert(
         self,
@@ -69,6 +73,8 @@ class AlertDesk:
                     p.clock(),
                 )
                 p.outbox.publish(raised, idempotency_key=f"alert:{alert_id}:raised")
+                # counted once committed: a batch the disk refused is retried, not counted twice
+                p.store.db.after_commit(lambda: self.raised.update((alert_type,)))
 
     def clear(
         self, alert_type: str, *, station_id: int | None = None, vehicle_id: int | None = None
@@ -91,3 +97,4 @@ class AlertDesk:
                     events.AlertCleared(alert_id, alert_type, p.clock()),
                     idempotency_key=f"alert:{alert_id}:cleared",
                 )
+                p.store.db.after_commit(lambda: self.cleared.update((alert_type,)))

@@ -1,34 +1,51 @@
 """Device messages in arrival order: runs of vehicle telemetry together, everything else alone.
 
-Station messages go to :class:`StationMessages`, telemetry runs to :class:`TelemetryRuns`;
-a vehicle's events become alerts or ``vehicle.event`` outbox events here.
+A batch is one transaction: everything a message causes (a vehicle enrolled, its state, an
+alert, an outbox event, a trip ended) commits with the batch, so the driver acknowledges the
+batch only once all of it is durable. Each telemetry run and each other message is a
+savepoint: one whose handling raises is rolled back alone, counted ``failed`` and logged,
+and the batch goes on. A message whose effect is not idempotent (``ONCE_ONLY`` channels)
+records its identity in its savepoint: the broker's redelivery of it is skipped and counted
+``duplicate``. Station messages go to :class:`StationMessages`, telemetry runs to
+:class:`TelemetryRuns`; a vehicle's events become alerts or ``vehicle.event`` outbox events
+here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from typing import Final
 
 from dockgate.gateway.flow._alerts import AlertDesk
+from dockgate.gateway.flow._clocks import SkewedClocks, restamped
 from dockgate.gateway.flow._parts import FlowParts
 from dockgate.gateway.flow._stations import StationMessages
-from dockgate.gateway.flow._telemetry import TelemetryRuns
+from dockgate.gateway.flow._telemetry import TelemetryRuns, enroll_vehicle
 from dockgate.gateway.outbox import events
 from dockgate.gateway.protocol import (
     ALERT_OF_EVENT,
+    Channel,
     DeviceKind,
     DeviceMessage,
     Telemetry,
     VehicleEvent,
 )
-from dockgate.gateway.store import NotFound
+from dockgate.gateway.store import NotFound, refused_write
 
 log = logging.getLogger(__name__)
 
+#: Channels whose messages have effects that must not apply twice (events, alerts, trips);
+#: telemetry and status are state, replaced only by newer state (``_clocks``).
+ONCE_ONLY: Final = frozenset({Channel.SPOT, Channel.POWER, Channel.ALARM, Channel.EVENT})
+LOGGED_FAILURES: Final = 10  # failures logged in full; after that every 1000th
+
 
 class DeviceMessages:
-    """Routes each device message to its handler; counts those it could not place."""
+    """Routes each device message to its handler; counts those it could not place, skipped
+    redeliveries, stale state and skewed clocks (``inbound``)."""
 
     def __init__(
         self,
@@ -37,33 +54,83 @@ class DeviceMessages:
         telemetry: TelemetryRuns,
         alerts: AlertDesk,
         ignored: Counter[str],
+        inbound: Counter[str],
+        *,
+        enroll_vehicles: bool = False,
     ) -> None:
         self.parts = parts
         self.stations = stations
         self.telemetry = telemetry
         self.alerts = alerts
         self.ignored = ignored
+        self.inbound = inbound
+        self.enroll_vehicles = enroll_vehicles
+        self.skewed = SkewedClocks(inbound)
 
     def handle(self, batch: Sequence[DeviceMessage]) -> None:
-        """Handle a driver batch, in arrival order.
+        """Handle a driver batch, in arrival order, in one transaction.
 
-        Consecutive telemetry messages are handled together (one transaction, see
-        :class:`TelemetryRuns`): decisions, store state, outbox events (and their order) and
-        commands are those of handling the messages one by one. Any other message first ends
-        the telemetry run before it, then is handled alone.
+        Consecutive telemetry messages are handled together (see :class:`TelemetryRuns`):
+        decisions, store state, outbox events (and their order) and commands are those of
+        handling the messages one by one. Any other message first ends the telemetry run
+        before it, then is handled alone.
         """
-        run: list[tuple[str, Telemetry]] = []
-        for msg in batch:
-            payload = msg.payload
-            if msg.device.kind is DeviceKind.VEHICLE and isinstance(payload, Telemetry):
-                run.append((msg.device.device_id, payload))
-                continue
+        skewed = self.skewed
+        run: list[DeviceMessage] = []
+        with self.parts.store.transaction():
+            for msg in batch:
+                skewed.note(msg)
+                if msg.device.kind is DeviceKind.VEHICLE and isinstance(msg.payload, Telemetry):
+                    run.append(msg)
+                    continue
+                if run:
+                    self._run(run)
+                    run = []
+                self._alone(msg)
             if run:
+                self._run(run)
+
+    def _run(self, run: list[DeviceMessage]) -> None:
+        """A telemetry run in a savepoint; if it fails, each of its reports alone."""
+        try:
+            with self.parts.store.db.savepoint():
                 self.telemetry.handle(run)
-                run = []
-            self._one(msg)
-        if run:
-            self.telemetry.handle(run)
+        except Exception as exc:
+            if refused_write(exc) is not None:
+                raise  # the disk refused: the whole batch is undone, to be retried
+            if len(run) == 1:
+                self._failed(run[0])
+                return
+            for msg in run:
+                self._run([msg])
+
+    def _alone(self, msg: DeviceMessage) -> None:
+        """Any other message in a savepoint, recognised if it was applied before."""
+        before = _tasks()
+        try:
+            with self.parts.store.db.savepoint():
+                if msg.channel in ONCE_ONLY and not self.parts.store.inbox.admit(msg.identity):
+                    self.inbound["duplicate"] += 1
+                    return
+                self._one(restamped(msg))
+        except Exception as exc:
+            # Commands its handling started are undone with it: they never reach the wire.
+            for task in _tasks() - before:
+                task.cancel()
+            if refused_write(exc) is not None:
+                raise  # the disk refused: the whole batch is undone, to be retried
+            self._failed(msg)
+
+    def _failed(self, msg: DeviceMessage) -> None:
+        self.inbound["failed"] += 1
+        n = self.inbound["failed"]
+        if n <= LOGGED_FAILURES or n % 1000 == 0:
+            log.exception(
+                "flow: %s from %s failed and was rolled back [%d so far]",
+                msg.channel.value,
+                msg.device.device_id,
+                n,
+            )
 
     def _one(self, msg: DeviceMessage) -> None:
         try:
@@ -78,7 +145,10 @@ class DeviceMessages:
     def _vehicle(self, msg: DeviceMessage) -> None:
         """A vehicle's message other than telemetry: its events."""
         p = self.parts
-        vehicle = p.store.vehicles.by_serial(msg.device.device_id)
+        serial = msg.device.device_id
+        vehicle = p.store.vehicles.by_serial(serial)
+        if vehicle is None and self.enroll_vehicles:
+            vehicle = p.store.vehicles.get(enroll_vehicle(p, serial))
         if vehicle is None:
             self.ignored["unknown-vehicle"] += 1
             return
@@ -98,3 +168,11 @@ class DeviceMessages:
             events.VehicleEvent(vehicle.id, event.type.value, event.battery, p.clock()),
             idempotency_key=f"vehicle:{vehicle.id}:{event.type.value}:{event.ts}",
         )
+
+
+def _tasks() -> set[asyncio.Task[object]]:
+    """The event loop's tasks (none outside a running loop)."""
+    try:
+        return asyncio.all_tasks()
+    except RuntimeError:
+        return set()

@@ -62,6 +62,7 @@ class RideFlow:
         clock: Callable[[], float] = time.time,
         metrics: Any | None = None,
         on_unlock_latency: Callable[[float], None] | None = None,
+        enroll_vehicles: bool = False,
         **options: Unpack[FlowOptions],
     ) -> None:
         settings = FlowSettings(**options)
@@ -84,13 +85,24 @@ class RideFlow:
         self._rentals = Rentals(parts, feedback, settings)
         self._trips = TripKeeper(parts, self._rentals)
         self._taps = TapDesk(parts, self._rentals, feedback, self.readers, on_unlock_latency)
-        alerts = AlertDesk(parts)
+        #: alerts the flow opened and resolved, by type (``alerts.raised``, ``alerts.cleared``)
+        self.alerts = alerts = AlertDesk(parts)
+        #: device messages screened: ``stale`` (older than the state applied), ``duplicate``
+        #: (a redelivery recognised), ``clock_skew`` (restamped), ``failed`` (rolled back)
+        self.inbound: Counter[str] = Counter()
+        inbound, enroll = self.inbound, enroll_vehicles  # enroll: unknown vehicles join
         self._devices = DeviceMessages(
             parts,
-            StationMessages(parts, self._rentals, self._trips, alerts, self.ignored, settings),
-            TelemetryRuns(parts, self._trips, alerts, self.ignored),
+            StationMessages(
+                parts, self._rentals, self._trips, alerts, self.ignored, settings, inbound
+            ),
+            TelemetryRuns(
+                parts, self._trips, alerts, self.ignored, inbound, enroll_vehicles=enroll
+            ),
             alerts,
             self.ignored,
+            inbound,
+            enroll_vehicles=enroll,
         )
         self._recoverer = Recoverer(parts, self._rentals, settings.resend_max_age)
         self._manual = ManualCommands(parts)
@@ -112,8 +124,14 @@ class RideFlow:
         self._devices.handle((msg,))
 
     async def on_device_messages(self, batch: Sequence[DeviceMessage]) -> None:
-        """Handle a driver batch (``driver.get_batch(n)``), in arrival order."""
+        """Handle a driver batch (``driver.get_batch(n)``), in arrival order, in one
+        transaction: acknowledge the batch to the broker once this returns."""
         self._devices.handle(batch)
+
+    def clock_skewed_devices(self) -> dict[str, int]:
+        """Devices whose last message had an implausible clock (``<network>/<kind>/<id>``)
+        with that clock's offset in ms (device minus gateway; positive: ahead)."""
+        return dict(self._devices.skewed.offsets)
 
     # --- operators, start-up, trips --------------------------------------------------------
     async def send_api_command(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +19,9 @@ from dockgate.gateway.outbox import Outbox
 from dockgate.gateway.protocol import DeviceRef, StationFeedback, new_command_id
 from dockgate.gateway.rules import RulesEngine
 from dockgate.gateway.store import Store
+
+log = logging.getLogger(__name__)
+LOGGED_TASK_FAILURES = 10  # background failures logged in full; after that every 1000th
 
 
 class Site:
@@ -44,16 +48,39 @@ class Site:
 
 
 class Tasks:
-    """Background commands and timers: kept until done, cancelled together on close."""
+    """Background commands and timers: kept until done, cancelled together on close.
+
+    A task that fails is counted in ``failed`` and logged (the first ones in full), so no
+    failure goes unseen and none is reported as an "exception never retrieved";
+    ``on_failure`` (the daemon's: a full disk shows in its health) hears of each.
+    """
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.failed = 0
+        self.on_failure: Callable[[BaseException], object] | None = None
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        self.failed += 1
+        if self.on_failure is not None:
+            self.on_failure(exc)
+        if self.failed <= LOGGED_TASK_FAILURES or self.failed % 1000 == 0:
+            log.error(
+                "flow: a background task failed [%d so far]: %s: %s",
+                self.failed,
+                type(exc).__name__,
+                str(exc)[:200],
+                exc_info=exc if self.failed <= LOGGED_TASK_FAILURES else None,
+            )
 
     async def drain(self) -> None:
         """Wait until every task (and every task they started) is done."""

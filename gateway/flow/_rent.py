@@ -66,8 +66,9 @@ def choose_spot(
     refusal = "no_vehicle"
     for spot, vehicle in candidates:
         battery = int(vehicle.battery or 0)
+        where = (station.lat, station.lon, at, 0.0, 0.0)  # at the station, at rest
         state = VehicleState(
-            vehicle.serial_number, station.lat, station.lon, at, 0.0, 0.0, battery, True
+            vehicle.serial_number, *where, battery, True, vehicle_type_id=vehicle.vehicle_type
         )
         ok, reasons = engine.check_rent(state, active, at)
         if ok:

@@ -1,7 +1,9 @@
 """What the flow does with a station's message: undock, dock, status, power, alarms, spot events.
 
 An undock at a pending rental's spot starts the rider's trip; a dock of a vehicle on a trip
-ends it; a status settles rentals whose outcome was missed (docs/flow.md, "Restart").
+ends it; a status settles rentals whose outcome was missed (docs/flow.md, "Restart"). A
+status is state: one older than the station's last applied status is skipped, counted
+``stale`` (``_clocks``); the events are not ordered (each counts once, see ``_devices``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from dockgate.gateway.flow._alerts import AlertDesk
+from dockgate.gateway.flow._clocks import clock_of, supersedes
 from dockgate.gateway.flow._parts import FlowParts
 from dockgate.gateway.flow._rentals import Rentals
 from dockgate.gateway.flow._settings import FlowSettings
@@ -27,6 +30,7 @@ from dockgate.gateway.protocol import (
     SpotUnexpectedUnlock,
     StationStatus,
 )
+from dockgate.gateway.store import OPEN_TRIP_STATES
 
 
 class StationMessages:
@@ -40,12 +44,14 @@ class StationMessages:
         alerts: AlertDesk,
         ignored: Counter[str],
         settings: FlowSettings,
+        inbound: Counter[str],
     ) -> None:
         self.parts = parts
         self.rentals = rentals
         self.trips = trips
         self.alerts = alerts
         self.ignored = ignored
+        self.inbound = inbound
         self.settle_margin = settings.settle_margin
         self.outcome_timeout = settings.outcome_timeout
 
@@ -61,7 +67,7 @@ class StationMessages:
         elif isinstance(p, SpotDocked):
             self._docked(sid, p.spot, p.vehicle_id)
         elif isinstance(p, StationStatus):
-            self._reconcile(sid, p, retained=msg.retained)
+            self._status(sid, msg, p)
         elif isinstance(p, PowerEvent):
             self._power(sid, p)
         elif isinstance(p, AlarmEvent):
@@ -104,7 +110,7 @@ class StationMessages:
             return
         if vehicle.trip_id is not None:
             trip = store.trips.get(vehicle.trip_id)
-            if trip.status != "ended":
+            if trip.status in OPEN_TRIP_STATES:
                 _, entry = self.trips.end(
                     trip, station_id=sid, spot_id=spot_id, reason="docked", serial=serial
                 )
@@ -157,6 +163,16 @@ class StationMessages:
             )
         else:
             self.alerts.clear("station-alarm-triggered", station_id=sid)
+
+    def _status(self, sid: int, msg: DeviceMessage, status: StationStatus) -> None:
+        """Apply a status not older than the last one applied (the same one again is safe: a
+        retained copy after a restart settles what the rentals taken back need)."""
+        inbox = self.parts.store.inbox
+        if not supersedes(msg, inbox.status_clock(sid), or_same=True):
+            self.inbound["stale"] += 1
+            return
+        inbox.set_status_clock(sid, clock_of(msg))
+        self._reconcile(sid, status, retained=msg.retained)
 
     def _reconcile(self, sid: int, status: StationStatus, *, retained: bool = False) -> None:
         """Settle rentals from the station's status: a missed undock, an unknown unlock.

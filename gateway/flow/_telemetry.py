@@ -1,8 +1,11 @@
 """Vehicle telemetry through the rules engine: a run of reports in one transaction.
 
-Each report updates its vehicle and appends ``vehicle.state``; the engine's decisions journal
-vehicle commands, hold or end trips, raise or clear alerts and queue notifications, all in
-the run's transaction. Once it has committed, the commands are sent in order.
+Each report newer than its vehicle's last applied one (``_clocks``) updates its vehicle and
+appends ``vehicle.state``; the engine's decisions journal vehicle commands, hold or end
+trips, raise or clear alerts and queue notifications, all in the run's transaction. Once it
+has committed, the commands are sent in order. An older report (a late delivery, a replay,
+a redelivery) changes nothing and is counted ``stale``: the time-series history, written
+before the flow, still has it.
 """
 
 from __future__ import annotations
@@ -13,17 +16,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dockgate.gateway.flow._alerts import AlertDesk
+from dockgate.gateway.flow._clocks import clock_of, restamped, supersedes
 from dockgate.gateway.flow._parts import FlowParts
 from dockgate.gateway.flow._trips import TripKeeper
 from dockgate.gateway.outbox import Publication, events
-from dockgate.gateway.protocol import LockState, Telemetry
+from dockgate.gateway.protocol import DeviceMessage, LockState, Telemetry
 from dockgate.gateway.rules import AlertAction, Command, CommandKind, Decisions, Trip, VehicleState
-from dockgate.gateway.store import JournalEntry, NotFound, Rider, Store, Vehicle
+from dockgate.gateway.store import (
+    OPEN_TRIP_STATES,
+    DeviceClock,
+    JournalEntry,
+    NotFound,
+    Rider,
+    Store,
+    TripState,
+    Vehicle,
+)
 from dockgate.gateway.store import Trip as TripRow
 
 log = logging.getLogger(__name__)
 Rows = dict[str, Vehicle | None]  # the run's vehicles by serial
-Chunk = list[tuple[Vehicle, Telemetry, VehicleState]]
+Clocks = dict[str, DeviceClock]  # the clock of each vehicle's last applied report, by serial
+Chunk = list[tuple[Vehicle, Telemetry, VehicleState, DeviceClock]]
 Sends = list[list[JournalEntry]]  # to send once committed, each list in order
 
 NO_LIMIT_KPH = 60  # the protocol's highest cap: "no limit" for set-max-speed
@@ -33,6 +47,14 @@ NO_LIMIT_KPH = 60  # the protocol's highest cap: "no limit" for set-max-speed
 JOURNAL_ONLY = frozenset(
     {CommandKind.SET_MAX_SPEED, CommandKind.PLAY_SOUND, CommandKind.LOCK, CommandKind.UNLOCK}
 )
+
+
+def enroll_vehicle(parts: FlowParts, serial: str) -> int:
+    """A vehicle the site has not seen yet joins the fleet on its first valid message (in the
+    message's transaction); its id."""
+    vehicle_id = parts.store.vehicles.enroll(parts.site.network_id, serial)
+    log.info("new vehicle", extra={"serial": serial, "vehicle_id": vehicle_id})
+    return vehicle_id
 
 
 class _RunReads:
@@ -61,7 +83,7 @@ class _RunReads:
             ids.add(trip_id)
             trips = self.trips = self.store.trips.by_ids(ids)
             self.riders = self.store.riders.by_ids(
-                t.rider_id for t in trips.values() if t.status != "ended"
+                t.rider_id for t in trips.values() if t.status in OPEN_TRIP_STATES
             )
         row = trips.get(trip_id)
         if row is None:
@@ -79,16 +101,25 @@ class TelemetryRuns:
     """Runs of telemetry reports in, vehicle updates, events, decisions and commands out."""
 
     def __init__(
-        self, parts: FlowParts, trips: TripKeeper, alerts: AlertDesk, ignored: Counter[str]
+        self,
+        parts: FlowParts,
+        trips: TripKeeper,
+        alerts: AlertDesk,
+        ignored: Counter[str],
+        inbound: Counter[str],
+        *,
+        enroll_vehicles: bool = False,
     ) -> None:
         self.parts = parts
         self.trips = trips
         self.alerts = alerts
         self.ignored = ignored
+        self.inbound = inbound
+        self.enroll_vehicles = enroll_vehicles
         self._moved: dict[str, float] = {}  # serial -> when it last moved (or was first seen)
         self._touched = False  # a rule decision wrote trips, riders or alerts (see _apply)
 
-    def handle(self, reports: Sequence[tuple[str, Telemetry]]) -> None:
+    def handle(self, reports: Sequence[DeviceMessage]) -> None:
         """Vehicle updates, ``vehicle.state`` events and rule decisions of many reports, in
         one transaction, which also marks their commands ``sent``; they are sent, in order,
         once it has committed.
@@ -101,8 +132,10 @@ class TelemetryRuns:
         store = self.parts.store
         sends: Sends = []
         with store.transaction():
-            rows: Rows = dict(store.vehicles.by_serials(s for s, _ in reports))
-            self._chunks(reports, rows, sends)
+            found = self._vehicles([m.device.device_id for m in reports])
+            rows: Rows = {serial: vehicle for serial, (vehicle, _) in found.items()}
+            clocks: Clocks = {serial: clock for serial, (_, clock) in found.items()}
+            self._chunks(reports, rows, clocks, sends)
             if not sends:
                 return
             # All of the run's commands are about to go on the wire: marked with the run.
@@ -110,12 +143,25 @@ class TelemetryRuns:
             for entries in sends:
                 self.parts.tasks.spawn(self._dispatch_in_order(entries))
 
+    def _vehicles(self, serials: list[str]) -> dict[str, tuple[Vehicle, DeviceClock]]:
+        """The run's vehicles with their report clocks (vehicles first heard of enrolled)."""
+        vehicles = self.parts.store.vehicles
+        found = vehicles.reporting(serials)
+        if self.enroll_vehicles and len(found) < len(set(serials)):
+            new = [s for s in dict.fromkeys(serials) if s not in found]
+            for serial in new:
+                enroll_vehicle(self.parts, serial)
+            found.update(vehicles.reporting(new))
+        return found
+
     async def _dispatch_in_order(self, entries: list[JournalEntry]) -> None:
         for entry in entries:
             await self.parts.runner.dispatch(entry, marked=True)
 
     # --- chunks ----------------------------------------------------------------------------
-    def _chunks(self, reports: Sequence[tuple[str, Telemetry]], rows: Rows, sends: Sends) -> None:
+    def _chunks(
+        self, reports: Sequence[DeviceMessage], rows: Rows, clocks: Clocks, sends: Sends
+    ) -> None:
         chunk: Chunk = []
         in_chunk: set[Any] = set()
         reads = _RunReads(self.parts.store, rows)
@@ -136,10 +182,16 @@ class TelemetryRuns:
                 reads.reset()
             chunk, in_chunk = [], set()
 
+        stale = 0
         with self.parts.store.transaction():
-            for serial, t in reports:
+            for msg in reports:
+                serial = msg.device.device_id
+                if serial in rows and not supersedes(msg, clocks.get(serial)):
+                    stale += 1  # older than the state applied: the vehicle never goes back
+                    continue
                 if serial in in_chunk:
                     cut()
+                t: Telemetry = restamped(msg).payload
                 try:
                     placed = self._place(serial, t, rows, reads, in_chunk, cut)
                 except NotFound as exc:
@@ -150,11 +202,14 @@ class TelemetryRuns:
                     self.ignored["unknown-vehicle"] += 1
                     continue
                 vehicle, state, rider = placed
-                chunk.append((vehicle, t, state))
+                clocks[serial] = clock = clock_of(msg)
+                chunk.append((vehicle, t, state, clock))
                 in_chunk.add(serial)
                 if rider is not None:
                     in_chunk.add(rider)
             self._flush(chunk, sends)
+        if stale:
+            self.inbound["stale"] += stale
 
     def _place(
         self,
@@ -188,11 +243,12 @@ class TelemetryRuns:
             return
         p = self.parts
         decisions = p.rules.evaluate_many([c[2] for c in chunk], p.clock())
-        p.store.vehicles.update_many(
-            (v.id, t.battery, t.lat, t.lng, t.lock is not LockState.UNLOCKED) for v, t, _ in chunk
+        p.store.vehicles.report_many(
+            (v.id, t.battery, t.lat, t.lng, t.lock is not LockState.UNLOCKED, clock)
+            for v, t, _, clock in chunk
         )
         states: list[Publication] = []
-        for (vehicle, t, _), d in zip(chunk, decisions, strict=True):
+        for (vehicle, t, _, _), d in zip(chunk, decisions, strict=True):
             states.append(_vehicle_state(vehicle.id, t))
             if not (d.commands or d.alerts or d.notifications):
                 continue
@@ -231,10 +287,10 @@ class TelemetryRuns:
         if trip_id is None:
             return None
         trip = reads.trip(trip_id)
-        if trip.status == "ended":
+        if trip.status not in OPEN_TRIP_STATES:
             return None
         rider = reads.rider(trip.rider_id)
-        held = trip.status != "started"
+        held = trip.status == TripState.ON_HOLD
         return Trip(
             str(trip.id),
             trip.started_at,
@@ -259,6 +315,7 @@ class TelemetryRuns:
             t.battery,
             t.lock is not LockState.UNLOCKED,
             self._trip_state(vehicle, serial, moving, reads),
+            vehicle.vehicle_type,  # GBFS rules for its type apply (as the GBFS feed says)
         )
 
     # --- decisions -------------------------------------------------------------------------
@@ -324,7 +381,7 @@ class TelemetryRuns:
         p = self.parts
         if c.kind is CommandKind.TRIP_HOLD:
             self._touched = True
-            p.store.trips.set_status(trip_id, "on_hold")
+            p.store.trips.set_status(trip_id, TripState.ON_HOLD)
             p.outbox.publish(
                 events.TripOnHold(trip_id, c.reason, at),
                 idempotency_key=f"trip:{trip_id}:hold:{stamp}",
@@ -333,7 +390,7 @@ class TelemetryRuns:
         if c.kind is CommandKind.END_TRIP:
             self._touched = True
             trip = p.store.trips.get(trip_id)
-            if trip.status != "ended":
+            if trip.status in OPEN_TRIP_STATES:
                 _, entry = self.trips.end(
                     trip, station_id=None, spot_id=None, reason=c.reason, serial=serial
                 )

@@ -67,8 +67,9 @@ class TripKeeper:
         settings = self.parts.rules.bundle.config.vehicle_settings
         return any(v.auto_light for v in settings)
 
-    def cost(self, trip: Trip, now: float) -> int:
-        """The trip's cost in cents from the pricing window it started in."""
+    def cost(self, trip: Trip, now: float, *, freefloat_lock: bool = False) -> int:
+        """The trip's cost in cents from the pricing window it started in (with the
+        freefloat lock price for a trip ending outside a station)."""
         p = self.parts
         b = p.rules.bundle
         price = pricing_at(b.config.pricing, trip.started_at, b.timezone)
@@ -76,7 +77,7 @@ class TripKeeper:
             return 0
         hold = trip.hold_seconds(now)
         ride = max(0.0, now - trip.started_at - hold)
-        return round(trip_cost(price, ride, hold) * 100)
+        return round(trip_cost(price, ride, hold, freefloat_lock=freefloat_lock) * 100)
 
     def end(
         self, trip: Trip, *, station_id: int | None, spot_id: int | None, reason: str, serial: str
@@ -88,7 +89,7 @@ class TripKeeper:
         """
         p = self.parts
         now = p.clock()
-        cost = self.cost(trip, now)
+        cost = self.cost(trip, now, freefloat_lock=station_id is None)
         try:
             with p.store.transaction():
                 ended = p.store.trips.end(

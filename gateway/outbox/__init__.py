@@ -13,11 +13,13 @@ from dockgate.gateway.outbox._outbox import (
     Outbox,
     Publication,
 )
-from dockgate.gateway.outbox._priority import Priority
+from dockgate.gateway.outbox._priority import DROPPABLE, NEVER_DROPPED, Priority
 from dockgate.gateway.outbox.events import OutboxEvent
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "DROPPABLE",
+    "NEVER_DROPPED",
     "ClassStats",
     "Event",
     "NewEvent",

@@ -2,8 +2,13 @@
 
 Events live in SQLite next to the state (same ``Database``), so an event can commit in the same
 transaction as the trip or command it reports. Per-class counters are kept in a table updated in
-that same transaction, so opening an outbox with a million pending events reads four rows, not
+that same transaction, so opening an outbox with a million pending events reads three rows, not
 a million.
+
+Bounds drop only STATE events (the latest state of something, which a newer report repeats),
+oldest first. CRITICAL and OUTCOME events (alerts; trips, taps, command outcomes: money and
+safety) are never dropped by any bound: they count towards ``max_pending`` but never give way,
+so they alone can hold the outbox above it (``over_bound``); the disk is their bound.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from dockgate.gateway.outbox._priority import Priority
+from dockgate.gateway.outbox._priority import DROPPABLE, NEVER_DROPPED, Priority
 from dockgate.gateway.outbox.events import OutboxEvent
 from dockgate.gateway.store import Database, StoreError, migrate
 
@@ -39,9 +44,8 @@ Publication = tuple[OutboxEvent, str, str | None]
 
 DEFAULT_LIMITS: dict[Priority, int | None] = {
     Priority.CRITICAL: None,
-    Priority.OUTCOME: 1_000_000,
+    Priority.OUTCOME: None,
     Priority.STATE: 200_000,
-    Priority.TELEMETRY: 50_000,
 }
 
 
@@ -79,9 +83,11 @@ class ClassStats:
 class Outbox:
     """Append events, read them since a cursor in pages, acknowledge them up to a cursor.
 
-    ``limits`` bounds each class (``None``: unbounded; CRITICAL is always unbounded) and
-    ``max_pending`` bounds the whole outbox: past it, the oldest events of the lowest non-empty
-    class are dropped, TELEMETRY before STATE before OUTCOME. Every drop is counted.
+    ``limits`` bounds a droppable class (STATE; ``None``: unbounded): past its bound its
+    oldest events are dropped. A limit given for CRITICAL or OUTCOME is ignored: those are
+    never dropped. ``max_pending`` bounds the whole outbox: past it, the oldest STATE events
+    are dropped; CRITICAL and OUTCOME count towards it but never give way. Every drop is
+    counted (``stats``).
     """
 
     def __init__(
@@ -95,7 +101,8 @@ class Outbox:
         self.db = db
         self.clock = clock
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
-        self.limits[Priority.CRITICAL] = None
+        for cls in NEVER_DROPPED:
+            self.limits[cls] = None
         for cls, limit in self.limits.items():
             if limit is not None and limit < 1:
                 raise StoreError(f"outbox limit for {cls.name} must be at least 1")
@@ -143,7 +150,7 @@ class Outbox:
 
         Inside ``db.transaction()`` it commits with the caller's other writes. A
         ``compact_key`` (e.g. ``"vehicle:42"``) replaces an older pending event with the same
-        key in a STATE or TELEMETRY class: only the latest state matters.
+        key in the STATE class: only the latest state matters.
         """
         return self.append_many([(kind, payload, idempotency_key, priority, compact_key)])[0]
 
@@ -204,10 +211,15 @@ class Outbox:
         delta.clear()
 
     def _over(self, counts: dict[Priority, int], priority: Priority) -> bool:
+        """Whether a bound now asks for a drop (never when nothing droppable is pending)."""
         limit = self.limits.get(priority)
         if limit is not None and counts[priority] > limit:
             return True
-        return self.max_pending is not None and sum(counts.values()) > self.max_pending
+        return (
+            self.max_pending is not None
+            and sum(counts.values()) > self.max_pending
+            and any(counts[cls] for cls in DROPPABLE)
+        )
 
     def _drop_oldest(
         self, conn: sqlite3.Connection, priority: Priority, count: int, counts: dict[Priority, int]
@@ -237,8 +249,8 @@ class Outbox:
         if self.max_pending is None:
             return
         excess = sum(counts.values()) - self.max_pending
-        for victim in sorted(Priority, reverse=True):
-            if excess <= 0 or victim == Priority.CRITICAL:
+        for victim in DROPPABLE:
+            if excess <= 0:
                 break
             take = min(excess, counts[victim])
             if take:
@@ -324,6 +336,13 @@ class Outbox:
                 "SELECT priority, pending, appended, dropped, compacted, acked FROM outbox_stats"
             ).fetchall()
         return {Priority(r[0]): ClassStats(*r[1:]) for r in rows}
+
+    def over_bound(self) -> bool:
+        """Whether the pending events exceed ``max_pending``: only CRITICAL and OUTCOME
+        events, which no bound drops, can hold the outbox there (every STATE one is gone)."""
+        if self.max_pending is None:
+            return False
+        return sum(self.pending().values()) > self.max_pending
 
     def pending(self) -> dict[Priority, int]:
         """Unacknowledged events per class."""

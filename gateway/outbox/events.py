@@ -191,6 +191,38 @@ class AlertCleared(OutboxEvent):
     at: float
 
 
+# --- the site itself ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StorageDegraded(OutboxEvent):
+    """The gateway stopped taking device messages (they wait at the broker): its disk is
+    nearly full (``state`` ``low``: free space below the watermark) or refuses writes
+    (``failing``). Written as soon as the disk takes it, at the latest with the recovery."""
+
+    KIND: ClassVar[str] = "site.storage-degraded"
+    PRIORITY: ClassVar[Priority] = Priority.CRITICAL
+
+    state: str
+    cause: str | None
+    free_bytes: int | None
+    min_free_bytes: int
+    since: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StorageRestored(OutboxEvent):
+    """The disk takes writes again: device messages flow again (``since``: the episode's
+    start; ``write_failures``: writes refused during it)."""
+
+    KIND: ClassVar[str] = "site.storage-restored"
+    PRIORITY: ClassVar[Priority] = Priority.CRITICAL
+
+    since: float
+    write_failures: int
+    free_bytes: int | None
+    at: float
+
+
 # --- stations -----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class StationEvent(OutboxEvent):

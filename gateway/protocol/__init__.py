@@ -4,7 +4,7 @@ Both the gateway's MQTT driver and the firmware simulators import only this pack
 the wire format. See docs/mqtt-protocol.md.
 """
 
-from dockgate.gateway.protocol.acl import acl_text, username
+from dockgate.gateway.protocol.acl import acl_text, device_of_username, username
 from dockgate.gateway.protocol.codec import (
     COMMAND_ADAPTER,
     ERROR_CODES,
@@ -133,6 +133,7 @@ __all__ = [
     "acl_text",
     "decode",
     "decode_command",
+    "device_of_username",
     "encode",
     "new_command_id",
     "now_ms",

@@ -9,13 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dockgate.gateway.protocol.enums import Channel
-from dockgate.gateway.protocol.topics import DEVICE_CHANNELS, ROOT, DeviceRef
+from dockgate.gateway.protocol.enums import Channel, DeviceKind
+from dockgate.gateway.protocol.topics import DEVICE_CHANNELS, ROOT, DeviceRef, TopicError
+
+_KINDS = {kind.value: kind for kind in DeviceKind}
 
 
 def username(device: DeviceRef) -> str:
     """The broker username of a device: `vehicle-1-SXB123`, `station-1-ST01`."""
     return f"{device.kind.value}-{device.network}-{device.device_id}"
+
+
+def device_of_username(name: str) -> DeviceRef | None:
+    """The device a broker username belongs to, or None for any other account (a gateway).
+
+    The exact inverse of :func:`username`: ``username(device_of_username(n)) == n`` whenever
+    it returns a device, so provisioning never mistakes a near-miss (`vehicle-01-X`) for one.
+    """
+    kind_s, _, rest = name.partition("-")
+    network_s, _, device_id = rest.partition("-")
+    kind = _KINDS.get(kind_s)
+    if kind is None or not network_s.isdecimal():
+        return None
+    try:
+        device = DeviceRef(int(network_s), kind, device_id)
+    except TopicError:
+        return None
+    return device if username(device) == name else None
 
 
 def acl_text(devices: Iterable[DeviceRef], gateway_users: Iterable[str] = ("gateway",)) -> str:

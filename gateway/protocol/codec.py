@@ -4,10 +4,17 @@
 device id against the topic, device clock against the gateway's. It raises
 :class:`ProtocolError` with a stable machine-readable `code`; it never lets a pydantic or
 JSON error escape. The validators (`TypeAdapter`) are built once at import.
+
+Device clocks are unreliable: a message whose `ts` is implausible (further ahead of the
+gateway than `max_future_ms`, or further behind than `max_past_ms`) is still accepted, with
+the gateway's receive time as its `effective_ts` and its clock offset recorded, so that a
+station whose clock runs fast keeps being heard. Only a `ts` beyond `FUTURE_LIMIT_MS` (no
+clock that merely runs fast says that) is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,7 +35,10 @@ from dockgate.gateway.protocol.messages import (
 from dockgate.gateway.protocol.topics import DeviceRef, TopicError, parse_topic
 
 MAX_PAYLOAD: Final = 8192  # bytes; the largest legitimate one (a full 64-spot status) ~4.6 KiB
-MAX_FUTURE_MS: Final = 5 * 60 * 1000  # device clocks may run ahead by this much, not more
+MAX_FUTURE_MS: Final = 5 * 60 * 1000  # a device clock further ahead than this is skewed
+MAX_PAST_MS: Final = 24 * 3600 * 1000  # a device clock further behind than this is skewed
+FUTURE_LIMIT_MS: Final = 366 * 24 * 3600 * 1000  # further ahead: not a clock, refused
+IDENTITY_BYTES: Final = 16  # blake2b digest of topic and payload: a redelivery's identity
 
 ERROR_CODES: Final = (
     "oversized",
@@ -66,14 +76,20 @@ class DeviceMessage:
     """One accepted inbound message: who sent it, on which channel, and when we got it.
 
     `received_at` is the gateway's wall clock (s since the epoch), stamped outside the payload
-    so a device can never set it.
+    so a device can never set it. `effective_ts` (ms) is the payload's `ts` when the device's
+    clock is plausible, else the receive time; `clock_offset_ms` is then the device's offset
+    (its `ts` minus the receive time; None while plausible). `identity` names the message
+    (topic and payload bytes): a redelivery of it by the broker has the same identity.
     """
 
     device: DeviceRef
     channel: Channel
     payload: Any  # one of the payload models, by channel
     received_at: float
+    effective_ts: int
+    identity: bytes
     retained: bool = False
+    clock_offset_ms: int | None = None
 
 
 def _schema_detail(exc: ValidationError) -> str:
@@ -83,6 +99,14 @@ def _schema_detail(exc: ValidationError) -> str:
     return f"{len(errs)} error(s); first at {loc or '(root)'}: {first['msg']}"[:200]
 
 
+def message_identity(topic: str, payload: bytes | bytearray) -> bytes:
+    """The identity of a message: a 16-byte blake2b of its topic and payload bytes."""
+    digest = hashlib.blake2b(topic.encode(), digest_size=IDENTITY_BYTES)
+    digest.update(b"\0")  # a topic never holds NUL: topic and payload cannot run together
+    digest.update(payload)
+    return digest.digest()
+
+
 def decode(
     topic: str,
     payload: bytes | bytearray,
@@ -90,8 +114,13 @@ def decode(
     received_at: float | None = None,
     retained: bool = False,
     max_future_ms: int = MAX_FUTURE_MS,
+    max_past_ms: int = MAX_PAST_MS,
 ) -> DeviceMessage:
-    """Check and decode one device message; raise :class:`ProtocolError` if it is refused."""
+    """Check and decode one device message; raise :class:`ProtocolError` if it is refused.
+
+    A `ts` more than ``max_future_ms`` ahead of ``received_at`` or ``max_past_ms`` behind it
+    is a skewed clock: the message is accepted with the receive time as its `effective_ts`.
+    """
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD}")
     try:
@@ -107,11 +136,22 @@ def decode(
         raise ProtocolError("device-mismatch", "payload device_id differs from the topic's")
     if received_at is None:
         received_at = time.time()
-    if model.ts > received_at * 1000 + max_future_ms:
-        raise ProtocolError(
-            "future-timestamp", f"ts is {model.ts - received_at * 1000:.0f} ms ahead"
-        )
-    return DeviceMessage(info.device, info.channel, model, received_at, retained)
+    received_ms = round(received_at * 1000)
+    offset = model.ts - received_ms
+    if offset > FUTURE_LIMIT_MS:
+        raise ProtocolError("future-timestamp", f"ts is {offset} ms ahead")
+    identity = message_identity(topic, payload)
+    skewed = offset > max_future_ms or -offset > max_past_ms
+    return DeviceMessage(
+        info.device,
+        info.channel,
+        model,
+        received_at,
+        received_ms if skewed else model.ts,
+        identity,
+        retained,
+        offset if skewed else None,
+    )
 
 
 def encode(model: BaseModel) -> bytes:

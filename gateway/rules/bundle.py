@@ -12,13 +12,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
+import orjson
 import shapely
 from pydantic import ValidationError
 from shapely.geometry.base import BaseGeometry
 
 from dockgate.gateway.rules import gbfs as gbfs_mod
 from dockgate.gateway.rules.config import DashboardBundle, Safety, VehicleSettings
-from dockgate.gateway.rules.errors import BundleError, Problem, pydantic_problems
+from dockgate.gateway.rules.errors import BundleError, BundleWarning, Problem, pydantic_problems
 from dockgate.gateway.rules.geometry import (
     BorderIndex,
     LocalProjection,
@@ -47,6 +48,8 @@ class RuleBundle:
     timezone: ZoneInfo
     vehicle_settings: dict[int, VehicleSettings] = field(default_factory=dict)
     plan: Plan | None = field(default=None, compare=False, repr=False)
+    # What the bundle was accepted with (GBFS quirks a careful reader can read), in order found.
+    warnings: tuple[BundleWarning, ...] = ()
 
     @property
     def safety(self) -> Safety:
@@ -54,11 +57,13 @@ class RuleBundle:
 
 
 def _read(data: dict[str, Any] | str | Path) -> tuple[Any, list[Problem]]:
+    """The bundle as an object. JSON is decoded with orjson: a city's GBFS feed is megabytes,
+    and decoding was most of its load (orjson.JSONDecodeError is a json.JSONDecodeError)."""
     if isinstance(data, dict):
         return data, []
     if isinstance(data, str) and data.lstrip().startswith(("{", "[")):
         try:
-            return json.loads(data), []
+            return orjson.loads(data), []
         except json.JSONDecodeError as exc:
             return None, [Problem("$", f"invalid JSON: {exc}")]
     path = Path(data)
@@ -69,7 +74,7 @@ def _read(data: dict[str, Any] | str | Path) -> tuple[Any, list[Problem]]:
     try:
         if path.suffix.lower() == ".toml":
             return tomllib.loads(raw.decode("utf-8")), []
-        return json.loads(raw), []
+        return orjson.loads(raw), []
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, [Problem(str(path), f"cannot parse: {exc}")]
 
@@ -93,27 +98,13 @@ def _valid(geom: BaseGeometry, loc: str, problems: list[Problem]) -> BaseGeometr
     return geom
 
 
-def _multipolygon(
-    coords: list[list[list[list[float]]]], loc: str, problems: list[Problem]
-) -> BaseGeometry | None:
-    try:
-        polys = [shapely.Polygon(p[0], p[1:]) for p in coords]
-        geom = shapely.MultiPolygon(polys)
-    except (ValueError, TypeError, IndexError, shapely.errors.GEOSException) as exc:
-        problems.append(Problem(loc, f"not a multipolygon: {exc}"))
-        return None
-    for i, (lon, lat) in enumerate(shapely.get_coordinates(geom).tolist()):
-        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-            problems.append(Problem(loc, f"position {i} ({lon}, {lat}) is not lon/lat degrees"))
-            return None
-    return _valid(geom, loc, problems)
-
-
 def load_bundle(data: dict[str, Any] | str | Path) -> RuleBundle:
     """Load and check a dashboard-style bundle or a GBFS geofencing_zones document.
 
     ``data`` is a parsed object, JSON text, or a path to a ``.json``/``.toml`` file. Raises
-    ``BundleError`` listing every problem found; never returns a partly valid bundle.
+    ``BundleError`` listing every problem found; never returns a partly valid bundle. What it
+    was accepted with despite quirks (a GBFS feed's nested polygons, a null geometry, ...) is
+    in ``RuleBundle.warnings``.
     """
     doc, problems = _read(data)
     if problems:
@@ -136,9 +127,7 @@ def load_bundle(data: dict[str, Any] | str | Path) -> RuleBundle:
     gb = None
     if config.gbfs is not None:
         gb, problems = gbfs_mod.parse(config.gbfs, "gbfs")
-        if gb is None:
-            raise BundleError(problems)
-    return _compile(config, gb, "dashboard")
+    return _compile(config, gb, "dashboard", problems)
 
 
 def _raw_geometry_problems(doc: dict[str, Any]) -> list[Problem]:
@@ -168,8 +157,15 @@ def _raw_geometry_problems(doc: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str) -> RuleBundle:
-    problems: list[Problem] = []
+def _compile(
+    config: DashboardBundle,
+    gb: gbfs_mod.GbfsRules | None,
+    source: str,
+    found: Sequence[Problem] = (),
+) -> RuleBundle:
+    """Check the bundle as a whole and build its indexes; ``found``: problems already found
+    (an embedded GBFS document's), reported with the rest."""
+    problems = list(found)
     try:
         tz = ZoneInfo(config.timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -193,19 +189,17 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
         shapes.append(p.shape)
         locs.append(f"virtual_parkings.{i}.shape")
         entries.append(IndexedZone(PARKING, i, p.name or f"virtual-parking-{p.id}"))
-    gbfs_geoms: list[BaseGeometry | None] = []
+    gbfs_geoms: list[BaseGeometry] = []
     if gb is not None:
-        pre = "gbfs." if source == "dashboard" else ""
         for i, gz in enumerate(gb.zones):
-            loc = f"{pre}data.geofencing_zones.features.{i}.geometry"
-            gbfs_geoms.append(_multipolygon(gz.coordinates, loc, problems))
+            gbfs_geoms.append(gz.shape)
             entries.append(IndexedZone(GBFS, i, gz.name))
     # The frame is centred on the border (or on every zone): the middle of their bounds.
     if config.border is not None:
         anchor, _ = closed_rings([config.border.shape])
     else:
         parts = [closed_rings(shapes)[0]] if shapes else []
-        parts += [shapely.get_coordinates(g) for g in gbfs_geoms if g is not None]
+        parts += [shapely.get_coordinates(g) for g in gbfs_geoms]
         anchor = np.concatenate(parts) if parts else np.zeros((0, 2))
     if len(anchor):
         lo, hi = anchor.min(axis=0), anchor.max(axis=0)
@@ -216,7 +210,8 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
     if config.border is not None:
         border = _projected_polygons([config.border.shape], ["border.shape"], proj, problems)[0]
     geoms = _projected_polygons(shapes, locs, proj, problems)
-    geoms += [proj.geometry(g) if g is not None else None for g in gbfs_geoms]
+    if gbfs_geoms:  # projected in one call: a city's feed has hundreds of zones
+        geoms += shapely.transform(np.asarray(gbfs_geoms, dtype=object), proj.coords).tolist()
     if problems:
         raise BundleError(problems)
     margin = max(config.safety.max_accuracy_m, config.safety.min_buffer_m) + 1.0
@@ -235,6 +230,7 @@ def _compile(config: DashboardBundle, gb: gbfs_mod.GbfsRules | None, source: str
         timezone=tz,
         vehicle_settings={v.model_id: v for v in config.vehicle_settings},
         plan=Plan(config, entries_t, zone_idx, border_idx, proj, gb, tz),
+        warnings=gb.warnings if gb is not None else (),
     )
 
 

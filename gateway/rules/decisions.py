@@ -6,6 +6,7 @@ Every decision carries ``reason`` (the rule that fired, e.g. ``border.lock_vehic
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -200,3 +201,26 @@ if TYPE_CHECKING:
 
 else:
     make_decisions = _DecisionsBuilder
+
+
+class DecisionTally:
+    """How many commands, alert actions and notifications the engine has decided, by kind.
+
+    For operators (``/metrics``): counted once per decision as the engine makes it, so a
+    flood of identical telemetry that decides nothing costs nothing here.
+    """
+
+    __slots__ = ("alerts", "commands", "notifications")
+
+    def __init__(self) -> None:
+        self.commands: Counter[str] = Counter()
+        self.alerts: Counter[tuple[str, str]] = Counter()  # (alert type, action)
+        self.notifications: Counter[str] = Counter()
+
+    def count(self, decided: Decisions) -> None:
+        for command in decided.commands:
+            self.commands[command.kind.value] += 1
+        for alert in decided.alerts:
+            self.alerts[alert.alert_type.value, alert.action.value] += 1
+        for notification in decided.notifications:
+            self.notifications[notification.kind.value] += 1

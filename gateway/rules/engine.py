@@ -31,7 +31,12 @@ from dockgate.gateway.rules.border import (
     track_border,
 )
 from dockgate.gateway.rules.bundle import BundleHolder, RuleBundle
-from dockgate.gateway.rules.decisions import NOTHING_DECIDED, Decisions, make_decisions
+from dockgate.gateway.rules.decisions import (
+    NOTHING_DECIDED,
+    Decisions,
+    DecisionTally,
+    make_decisions,
+)
 from dockgate.gateway.rules.draft import Draft
 from dockgate.gateway.rules.locking import (
     LOCK_RESEND_S,
@@ -101,6 +106,7 @@ class RulesEngine:
         self._clock = clock
         self._counts = ParkingCounts(parking_occupancy)
         self._tracks: dict[str, VehicleMemory] = {}
+        self.tally = DecisionTally()
         s = bundle.safety
         self.alerts = AlertBook(
             s.alert_clear_after_s, s.alert_update_interval_s, s.alert_max_raises_per_hour
@@ -325,7 +331,7 @@ class RulesEngine:
         tm = mem.trip
         draft = Draft(b.version, st, now, tm.price if tm.cost_due else None, limits, max_speed)
         self._decide_what_to_tell(draft, p, mem, cell, notices, timers, locks, ends)
-        return make_decisions(
+        decided = make_decisions(
             vid,
             now,
             draft,
@@ -335,6 +341,8 @@ class RulesEngine:
             mem.parking,
             cell is not None,
         )
+        self.tally.count(decided)
+        return decided
 
     def _read_place(
         self,

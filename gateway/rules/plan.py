@@ -288,7 +288,7 @@ class Plan:
         self.lock_battery = rs.min_battery_to_auto_lock if rs is not None else None
         self.credit_lock = bool(rs is not None and rs.credit_depletion_auto_lock and config.pricing)
         self.pricing: list[Pricing] = config.pricing
-        self.timings: RentTimings | None = config.rent_timings
+        self.timings: RentTimings | None = config.applied_rent_timings()  # trip_on_hold
         rt = self.timings
         # Below this trip age no time-based notification can fire (pause/hold checked apart).
         self.timers_from_s = (

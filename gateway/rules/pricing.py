@@ -31,11 +31,19 @@ def pricing_at(rules: list[Pricing], at: float, tz: ZoneInfo) -> Pricing | None:
     return None
 
 
-def trip_cost(p: Pricing, ride_s: float, hold_s: float) -> float:
-    """Unlock price, then per-minute use after the included time, plus on-hold minutes."""
+def trip_cost(p: Pricing, ride_s: float, hold_s: float, *, freefloat_lock: bool = False) -> float:
+    """Unlock price, then per-minute use after the included time, plus on-hold minutes, plus
+    ``freefloat_lock_price`` for a trip that ends locked outside a station (``freefloat_lock``).
+
+    The running cost (the credit rule) leaves the lock price out: until the trip ends it may
+    still end at a station."""
     billable = max(0.0, ride_s - p.unlock_included_time)
+    lock = p.freefloat_lock_price if freefloat_lock else 0.0
     return (
-        p.unlock_price + billable / 60.0 * p.use_per_minute_price + hold_s / 60.0 * p.on_hold_price
+        p.unlock_price
+        + billable / 60.0 * p.use_per_minute_price
+        + hold_s / 60.0 * p.on_hold_price
+        + lock
     )
 
 

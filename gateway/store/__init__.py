@@ -3,6 +3,7 @@ each returning typed rows, over the ``Database`` it shares with the outbox."""
 
 from dockgate.gateway.store._alerts import (
     ALERT_SEVERITIES,
+    ALERT_SORTS,
     ALERT_TYPES,
     AlertQuery,
     Alerts,
@@ -13,17 +14,21 @@ from dockgate.gateway.store._alerts import (
 from dockgate.gateway.store._bundles import Bundles
 from dockgate.gateway.store._commands import COMMAND_STATES, CommandJournal
 from dockgate.gateway.store._db import Conflict, Database, NotFound, StoreError
+from dockgate.gateway.store._health import StorageChange, StorageState, StoreHealth, refused_write
 from dockgate.gateway.store._idempotency import IdempotencyKeys
+from dockgate.gateway.store._inbox import DeviceClock, Inbox
+from dockgate.gateway.store._keyset import Keyset, Page, PageAnchorMissing
 from dockgate.gateway.store._products import (
     TECHNOLOGIES,
     TOKEN_ENCRYPTIONS,
     Products,
     Records,
+    SealedKeys,
     TagKeys,
 )
 from dockgate.gateway.store._rentals import PendingRentals
 from dockgate.gateway.store._replay import ReplayStore
-from dockgate.gateway.store._riders import Riders
+from dockgate.gateway.store._riders import RIDER_SORTS, RiderQuery, Riders
 from dockgate.gateway.store._rows import (
     Alert,
     Bundle,
@@ -50,15 +55,27 @@ from dockgate.gateway.store._rows import (
 from dockgate.gateway.store._schema import migrate
 from dockgate.gateway.store._store import Store
 from dockgate.gateway.store._topology import Topology
-from dockgate.gateway.store._trips import Trips
+from dockgate.gateway.store._trips import (
+    OPEN_TRIP_STATES,
+    TRIP_SORTS,
+    TRIP_STATES,
+    TripQuery,
+    Trips,
+    TripState,
+)
 from dockgate.gateway.store._vehicles import Vehicles, new_gbfs_id
 
 __all__ = [
     "ALERT_SEVERITIES",
+    "ALERT_SORTS",
     "ALERT_TYPES",
     "COMMAND_STATES",
+    "OPEN_TRIP_STATES",
+    "RIDER_SORTS",
     "TECHNOLOGIES",
     "TOKEN_ENCRYPTIONS",
+    "TRIP_SORTS",
+    "TRIP_STATES",
     "Alert",
     "AlertQuery",
     "Alerts",
@@ -69,16 +86,21 @@ __all__ = [
     "CommandJournal",
     "Conflict",
     "Database",
+    "DeviceClock",
     "DockedVehicle",
     "Energy",
     "EnergyUse",
     "IdempotencyKeys",
+    "Inbox",
     "JournalEntry",
+    "Keyset",
     "Network",
     "NewAlert",
     "NotFound",
     "Outage",
     "Outages",
+    "Page",
+    "PageAnchorMissing",
     "PendingRental",
     "PendingRentals",
     "Product",
@@ -87,21 +109,29 @@ __all__ = [
     "Records",
     "ReplayStore",
     "Rider",
+    "RiderQuery",
     "Riders",
+    "SealedKeys",
     "Spot",
     "SpotWithVehicle",
     "Station",
     "StationWithSpots",
+    "StorageChange",
+    "StorageState",
     "Store",
     "StoreError",
+    "StoreHealth",
     "StoredResponse",
     "TagKeyInfo",
     "TagKeys",
     "Topology",
     "Trip",
+    "TripQuery",
+    "TripState",
     "Trips",
     "Vehicle",
     "Vehicles",
     "migrate",
     "new_gbfs_id",
+    "refused_write",
 ]

@@ -9,23 +9,27 @@ from typing import Any
 
 from dockgate.gateway.protocol.enums import AlertSeverity, AlertType
 from dockgate.gateway.store._db import Database, StoreError
+from dockgate.gateway.store._keyset import LAST, LIKE, Filters, Keyset, Listing, Page, Sort, like
 from dockgate.gateway.store._rows import Alert, EnergyUse, Outage, columns
-from dockgate.gateway.store._sql import every, fetch_one, last_id, marks, must, require
+from dockgate.gateway.store._sql import every, fetch_one, last_id, must, require
 
 ALERT_TYPES = tuple(t.value for t in AlertType)  # the dashboard's enums, one home
 ALERT_SEVERITIES = tuple(s.value for s in AlertSeverity)
-ALERT_SORTS = ("creation_date", "alert_severity", "resolved_at")
+_SEVERITY_RANK = " ".join(f"WHEN '{s}' THEN {rank}" for rank, s in enumerate(ALERT_SEVERITIES))
+#: ``AlertQuery.sort_by``: the SQL each sort key orders by (severity by rank, not by name).
+_SORTS = {
+    "creation_date": "a.creation_date",
+    "alert_severity": f"CASE a.alert_severity {_SEVERITY_RANK} END",
+    "resolved_at": f"COALESCE(a.resolved_at, {LAST})",
+}
+ALERT_SORTS = tuple(_SORTS)
 _ALERT = f"SELECT {columns(Alert)} FROM fleet_alerts"
-#: ``AlertQuery`` filters: (attribute, column, operator).
-_FILTERS = (
-    ("alert_type", "alert_type", "="),
-    ("alert_severity", "alert_severity", "="),
-    ("cluster_id", "cluster_id", "="),
-    ("vehicle_id", "vehicle_id", "="),
-    ("creation_date_min", "creation_date", ">="),
-    ("creation_date_max", "creation_date", "<"),
-    ("resolved_at_min", "resolved_at", ">="),
-    ("resolved_at_max", "resolved_at", "<"),
+#: The rider on the alert's vehicle when it was raised (the dashboard's "user who made the
+#: transaction"): a trip of that vehicle open at the alert's creation date.
+_RIDER_AT_ALERT = (
+    "EXISTS (SELECT 1 FROM trips t JOIN riders r ON r.id = t.rider_id"
+    " WHERE t.vehicle_id = a.vehicle_id AND t.started_at <= a.creation_date"
+    " AND (t.ended_at IS NULL OR t.ended_at >= a.creation_date) AND {})"
 )
 
 
@@ -34,6 +38,15 @@ def _alert(*row: Any) -> Alert:
     values = list(row)
     values[8] = json.loads(values[8])
     return Alert(*values)
+
+
+_ALERTS = Listing(_alert, columns(Alert, "a."), "fleet_alerts a", "a.id")
+_OUTAGES = Listing(
+    Outage,
+    columns(Outage, "o."),
+    "station_outages o JOIN stations s ON o.station_id = s.id",
+    "o.id",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +69,9 @@ class AlertQuery:
     """Current (``resolved=False``) or past alerts with the dashboard's filters and paging.
 
     Dates are Unix times (``*_min`` inclusive, ``*_max`` exclusive); an empty
-    ``network_ids`` means every network.
+    ``network_ids`` means every network. ``email`` and ``cluster_name`` match a part (any
+    case); ``user_id`` and ``email`` name the rider on the alert's vehicle when it was raised;
+    ``serial_number`` is the alert's vehicle's. ``sort_by`` None orders by id alone.
     """
 
     network_ids: Sequence[int] = ()
@@ -69,35 +84,55 @@ class AlertQuery:
     creation_date_max: float | None = None
     resolved_at_min: float | None = None
     resolved_at_max: float | None = None
-    sort_by: str = "creation_date"
+    sort_by: str | None = "creation_date"
     sort_dir: str = "DESC"  # or ASC
     last_primary_key: int | None = None
     primary_key_dir: str = "DESC"  # or ASC
     page_size: int = 20
+    user_id: int | None = None
+    email: str | None = None
+    cluster_name: str | None = None
+    serial_number: str | None = None
 
-    def sql(self) -> tuple[str, list[Any]]:
-        """The SELECT and its arguments."""
-        ids = list(self.network_ids)
-        where = [f"network_id IN ({marks(len(ids))})" if ids else "1=1"]
-        args: list[Any] = list(ids)
-        where.append("resolved_at IS NOT NULL" if self.resolved else "resolved_at IS NULL")
-        for name, column, op in _FILTERS:
-            value = getattr(self, name)
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                args.append(value)
-        pk_dir = "ASC" if self.primary_key_dir.upper() == "ASC" else "DESC"
-        if self.last_primary_key is not None:
-            where.append("id > ?" if pk_dir == "ASC" else "id < ?")
-            args.append(self.last_primary_key)
-        if self.sort_by not in ALERT_SORTS:
+    def filters(self) -> Filters:
+        """The WHERE clauses of this query (every page's, before the keyset's)."""
+        f = Filters()
+        f.one_of("a.network_id", list(self.network_ids))
+        f.add("a.resolved_at IS NOT NULL" if self.resolved else "a.resolved_at IS NULL")
+        f.compare("a.alert_type", "=", self.alert_type)
+        f.compare("a.alert_severity", "=", self.alert_severity)
+        f.compare("a.cluster_id", "=", self.cluster_id)
+        f.compare("a.vehicle_id", "=", self.vehicle_id)
+        f.compare("a.creation_date", ">=", self.creation_date_min)
+        f.compare("a.creation_date", "<", self.creation_date_max)
+        f.compare("a.resolved_at", ">=", self.resolved_at_min)
+        f.compare("a.resolved_at", "<", self.resolved_at_max)
+        if self.user_id is not None:
+            f.add(_RIDER_AT_ALERT.format("r.id = ?"), self.user_id)
+        if self.email is not None:
+            f.add(_RIDER_AT_ALERT.format(f"r.email {LIKE}"), like(self.email))
+        if self.cluster_name is not None:
+            f.add(
+                f"EXISTS (SELECT 1 FROM clusters c WHERE c.id = a.cluster_id AND c.name {LIKE})",
+                like(self.cluster_name),
+            )
+        if self.serial_number is not None:
+            f.add(
+                "EXISTS (SELECT 1 FROM vehicles v WHERE v.id = a.vehicle_id"
+                " AND v.serial_number = ?)",
+                self.serial_number,
+            )
+        return f
+
+    def keyset(self) -> Keyset:
+        return Keyset(self.page_size, self.last_primary_key, self.primary_key_dir, self.sort_dir)
+
+    def sort(self) -> Sort | None:
+        if self.sort_by is None:
+            return None
+        if self.sort_by not in _SORTS:
             raise StoreError(f"cannot sort by {self.sort_by!r}")
-        direction = "ASC" if self.sort_dir.upper() == "ASC" else "DESC"
-        sql = (
-            f"{_ALERT} WHERE {' AND '.join(where)}"
-            f" ORDER BY {self.sort_by} {direction}, id {pk_dir} LIMIT ?"
-        )
-        return sql, [*args, self.page_size]
+        return Sort(_SORTS[self.sort_by])
 
 
 class Alerts:
@@ -143,9 +178,12 @@ class Alerts:
             return last_id(cur), True
 
     def query(self, query: AlertQuery) -> list[Alert]:
-        """Current or past alerts with the dashboard's filters (see ``AlertQuery``)."""
-        sql, args = query.sql()
-        return every(self.db, _alert, sql, args)
+        """One page of current or past alerts with the dashboard's filters (``AlertQuery``)."""
+        return _ALERTS.rows(self.db, query.filters(), query.keyset(), query.sort())
+
+    def search(self, query: AlertQuery) -> Page[Alert]:
+        """``query``'s page and how many alerts its filters match in all."""
+        return _ALERTS.page(self.db, query.filters(), query.keyset(), query.sort())
 
     def get(self, id: int) -> Alert:
         row = fetch_one(self.db, f"{_ALERT} WHERE id=?", (id,))
@@ -210,6 +248,13 @@ class Outages:
             " JOIN stations s ON o.station_id=s.id WHERE s.cluster_id=? ORDER BY o.id",
             (cluster_id,),
         )
+
+    def page_of_cluster(self, cluster_id: int, keyset: Keyset) -> Page[Outage]:
+        """A page of the outages of the cluster's stations, by id."""
+        require(self.db, "clusters", cluster_id, "cluster")
+        filters = Filters()
+        filters.compare("s.cluster_id", "=", cluster_id)
+        return _OUTAGES.page(self.db, filters, keyset)
 
 
 class Energy:

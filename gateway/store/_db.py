@@ -90,8 +90,9 @@ class Database:
             try:
                 yield self.conn
             except BaseException:
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+                if self.conn.in_transaction:  # a full disk rolls the whole transaction back
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
                 self.cache.clear()
                 raise
             finally:
@@ -126,16 +127,25 @@ class Database:
             if not outer:
                 return
             if failed:
-                self.conn.execute("ROLLBACK")
-                self._after_commit.clear()
-                self.cache.clear()
+                self._undo()
                 return
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._undo()  # a refused COMMIT (full disk, I/O error) keeps nothing
+                raise
             hooks, self._after_commit = self._after_commit, []
             for hook in hooks:
                 hook()
         finally:
             self.lock.release()
+
+    def _undo(self) -> None:
+        """Roll back, unless SQLite already has (it does on a full disk or an I/O error)."""
+        self._after_commit.clear()
+        self.cache.clear()
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` once the current transaction commits (now, if none is open)."""

@@ -165,7 +165,7 @@ class Trip:
     start_spot_id: int | None
     end_station_id: int | None
     end_spot_id: int | None
-    status: str  # started, paused, on_hold, ended
+    status: str  # the dashboard's trip state: running, on-hold, finished, cancelled
     started_at: float
     ended_at: float | None
     paused_at: float | None  # the current hold's start
@@ -174,9 +174,9 @@ class Trip:
     held_seconds: float  # earlier holds, summed
 
     def hold_seconds(self, now: float) -> float:
-        """Seconds spent on hold or paused up to ``now`` (earlier holds included)."""
+        """Seconds spent on hold up to ``now`` (earlier holds included)."""
         current = 0.0
-        if self.status in ("paused", "on_hold") and self.paused_at is not None:
+        if self.status == "on-hold" and self.paused_at is not None:
             current = max(0.0, now - self.paused_at)
         return float(self.held_seconds or 0.0) + current
 

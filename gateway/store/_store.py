@@ -21,12 +21,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from dockgate.gateway.sealing import Keyring
 from dockgate.gateway.store._alerts import Alerts, Energy, Outages
 from dockgate.gateway.store._bundles import Bundles
 from dockgate.gateway.store._commands import CommandJournal
 from dockgate.gateway.store._db import Database
 from dockgate.gateway.store._idempotency import IdempotencyKeys
-from dockgate.gateway.store._products import Products, Records, TagKeys
+from dockgate.gateway.store._inbox import Inbox
+from dockgate.gateway.store._products import Products, Records, SealedKeys, TagKeys
 from dockgate.gateway.store._rentals import PendingRentals
 from dockgate.gateway.store._replay import ReplayStore
 from dockgate.gateway.store._riders import Riders
@@ -42,8 +44,13 @@ class Store:
     ``topology`` (networks, clusters, stations, spots), ``vehicles``, ``riders``,
     ``products``, ``records``, ``tag_keys``, ``trips``, ``commands`` (the command journal),
     ``alerts``, ``outages``, ``energy``, ``bundles``, ``idempotency`` (the API's keys),
-    ``rentals`` (the flow's pending rentals) and ``replay`` (SUN read counters). The outbox
+    ``rentals`` (the flow's pending rentals), ``replay`` (SUN read counters) and ``inbox``
+    (identities of device messages applied, station status clocks). The outbox
     (``dockgate.gateway.outbox.Outbox``) is built on the same ``db``.
+
+    Keys are sealed under ``keyring`` (by default the KEK ``dockgate.gateway.sealing.load_kek``
+    finds for the database's directory); ``sealed_keys`` handles them all at once, and
+    ``sealed_at_open`` counts the plain-text keys of an older database this open sealed.
     """
 
     def __init__(
@@ -53,8 +60,10 @@ class Store:
         clock: Callable[[], float] = time.time,
         idempotency_ttl: float = 24 * 3600.0,
         idempotency_max: int = 100_000,
+        keyring: Keyring | None = None,
     ) -> None:
         migrate(db)
+        keyring = keyring or Keyring.beside(db.path)
         self.db = db
         self.clock = clock
         now = self._now
@@ -62,8 +71,10 @@ class Store:
         self.vehicles = Vehicles(db, now)
         self.riders = Riders(db, now)
         self.products = Products(db, now)
-        self.records = Records(db, now)
-        self.tag_keys = TagKeys(db, now)
+        self.records = Records(db, now, keyring)
+        self.tag_keys = TagKeys(db, now, keyring)
+        self.sealed_keys = SealedKeys(db, keyring)
+        self.sealed_at_open = self.sealed_keys.seal_plaintext()
         self.trips = Trips(db, now, self.vehicles)
         self.commands = CommandJournal(db, now)
         self.alerts = Alerts(db, now)
@@ -73,6 +84,7 @@ class Store:
         self.idempotency = IdempotencyKeys(db, now, ttl=idempotency_ttl, max_keys=idempotency_max)
         self.rentals = PendingRentals(db)
         self.replay = ReplayStore(db)
+        self.inbox = Inbox(db, now)
 
     @classmethod
     def open(
@@ -82,6 +94,7 @@ class Store:
         clock: Callable[[], float] = time.time,
         idempotency_ttl: float = 24 * 3600.0,
         idempotency_max: int = 100_000,
+        keyring: Keyring | None = None,
     ) -> Store:
         """Open (and migrate) the store in the SQLite file at ``path``."""
         return cls(
@@ -89,6 +102,7 @@ class Store:
             clock=clock,
             idempotency_ttl=idempotency_ttl,
             idempotency_max=idempotency_max,
+            keyring=keyring,
         )
 
     def _now(self) -> float:

@@ -7,6 +7,7 @@ from dataclasses import fields
 from typing import Any
 
 from dockgate.gateway.store._db import Database, StoreError
+from dockgate.gateway.store._keyset import Filters, Keyset, Listing, Page
 from dockgate.gateway.store._rows import (
     Cluster,
     ClusterSummary,
@@ -24,6 +25,18 @@ _CLUSTER = f"SELECT {columns(Cluster)} FROM clusters"
 _STATION = f"SELECT {columns(Station)} FROM stations"
 _SPOT = f"SELECT {columns(Spot)} FROM spots"
 _DOCKED = f"SELECT {columns(DockedVehicle)} FROM vehicles WHERE id=?"
+_NETWORKS = Listing(Network, columns(Network, "n."), "networks n", "n.id")
+_CLUSTERS = Listing(
+    ClusterSummary,
+    f"{columns(Cluster, 'c.')},"
+    " (SELECT count(*) FROM spots s JOIN stations t ON s.station_id=t.id"
+    " WHERE t.cluster_id=c.id) AS spot_count,"
+    " (SELECT count(*) FROM spots s JOIN stations t ON s.station_id=t.id"
+    " WHERE t.cluster_id=c.id AND s.vehicle_id IS NOT NULL) AS vehicle_count",
+    "clusters c",
+    "c.id",
+)
+_STATIONS = Listing(Station, columns(Station, "s."), "stations s", "s.id")
 
 
 class Topology:
@@ -118,6 +131,16 @@ class Topology:
             sql += f" WHERE c.network_id IN ({marks(len(ids))})"
         return every(self.db, ClusterSummary, sql + " ORDER BY c.id", ids)
 
+    def networks_page(self, keyset: Keyset) -> Page[Network]:
+        """A page of networks, by id."""
+        return _NETWORKS.page(self.db, Filters(), keyset)
+
+    def clusters_page(self, network_ids: Iterable[int], keyset: Keyset) -> Page[ClusterSummary]:
+        """A page of the clusters of these networks (empty: all), with their counts, by id."""
+        filters = Filters()
+        filters.one_of("c.network_id", list(network_ids))
+        return _CLUSTERS.page(self.db, filters, keyset)
+
     def cluster(self, id: int) -> Cluster:
         return must(one(self.db, Cluster, f"{_CLUSTER} WHERE id=?", (id,)), f"cluster {id}")
 
@@ -131,15 +154,23 @@ class Topology:
     def cluster_stations(self, cluster_id: int) -> list[StationWithSpots]:
         """The cluster's stations, each with its spots and the vehicle docked in each."""
         require(self.db, "clusters", cluster_id, "cluster")
-        out = []
         sql = f"{_STATION} WHERE cluster_id=? ORDER BY id"
-        for station in every(self.db, Station, sql, (cluster_id,)):
-            spots = tuple(
-                SpotWithVehicle(**_values(spot), vehicle=self._docked(spot.vehicle_id))
-                for spot in self.spots(station.id)
-            )
-            out.append(StationWithSpots(**_values(station), spots=spots))
-        return out
+        return [self._with_spots(s) for s in every(self.db, Station, sql, (cluster_id,))]
+
+    def cluster_stations_page(self, cluster_id: int, keyset: Keyset) -> Page[StationWithSpots]:
+        """A page of the cluster's stations, by id, each with its spots and docked vehicles."""
+        require(self.db, "clusters", cluster_id, "cluster")
+        filters = Filters()
+        filters.compare("s.cluster_id", "=", cluster_id)
+        page = _STATIONS.page(self.db, filters, keyset)
+        return Page([self._with_spots(s) for s in page.rows], page.total)
+
+    def _with_spots(self, station: Station) -> StationWithSpots:
+        spots = tuple(
+            SpotWithVehicle(**_values(spot), vehicle=self._docked(spot.vehicle_id))
+            for spot in self.spots(station.id)
+        )
+        return StationWithSpots(**_values(station), spots=spots)
 
     def _docked(self, vehicle_id: int | None) -> DockedVehicle | None:
         return None if vehicle_id is None else one(self.db, DockedVehicle, _DOCKED, (vehicle_id,))

@@ -1,4 +1,10 @@
-"""Vehicles: their reported state, the spot each is docked in, their public GBFS ids."""
+"""Vehicles: their reported state, the spot each is docked in, their public GBFS ids.
+
+A vehicle's reported state (position, battery, lock) is only ever replaced by a newer report:
+the clock of the last one applied (:class:`DeviceClock`) is kept beside it, in a table of
+its own (``vehicle_clocks``: the ``Vehicle`` row stays the table's columns, as the API serves
+them), read and written with the vehicle (``reporting``, ``report_many``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,29 @@ import secrets
 from collections.abc import Callable, Iterable
 
 from dockgate.gateway.store._db import Database, NotFound
+from dockgate.gateway.store._inbox import DeviceClock
+from dockgate.gateway.store._keyset import Filters, Keyset, Listing, Page
 from dockgate.gateway.store._rows import Vehicle, columns
-from dockgate.gateway.store._sql import chunked, every, fetch_one, marks, must, one, require
+from dockgate.gateway.store._sql import (
+    chunked,
+    every,
+    fetch_all,
+    fetch_one,
+    marks,
+    must,
+    one,
+    require,
+)
 
 _VEHICLE = f"SELECT {columns(Vehicle)} FROM vehicles"
-#: A vehicle report for ``update_many``: (id, battery, lat, lon, is_locked).
-Report = tuple[int, int | None, float | None, float | None, bool | None]
+_VEHICLES = Listing(Vehicle, columns(Vehicle, "v."), "vehicles v", "v.id")
+_REPORTING = (
+    f"SELECT {columns(Vehicle, 'v.')}, c.report_ts, c.trusted_until FROM vehicles v"
+    " LEFT JOIN vehicle_clocks c ON c.vehicle_id = v.id"
+)
+_NO_CLOCK = DeviceClock(0, 0.0)  # a vehicle whose reports were never applied
+#: A report with its clock for ``report_many``: (id, battery, lat, lon, is_locked, clock).
+ClockedReport = tuple[int, int, float, float, bool, DeviceClock]
 
 
 def new_gbfs_id() -> str:
@@ -88,25 +111,44 @@ class Vehicles:
             if cur.rowcount == 0:
                 raise NotFound(f"vehicle {id} not found")
 
-    def update_many(self, reports: Iterable[Report]) -> None:
-        """``update`` for many: ``(id, battery, lat, lon, is_locked)`` each, in order, with
-        one prepared statement (``executemany``); ``None`` keeps a field's value."""
+    def report_many(self, reports: Iterable[ClockedReport]) -> None:
+        """Apply newer reports (the caller compared their clocks): state and clock of each,
+        in order, with one prepared statement."""
         now = self.clock()
-        rows = [
-            (battery, lat, lon, None if locked is None else int(locked), now, id_)
-            for id_, battery, lat, lon, locked in reports
-        ]
+        rows, clocks = [], []
+        for id_, battery, lat, lon, locked, clock in reports:
+            rows.append((battery, lat, lon, int(locked), now, id_))
+            clocks.append((id_, clock.ts, clock.trusted_until))
         if not rows:
             return
         with self.db.transaction() as c:
             cur = c.executemany(
-                "UPDATE vehicles SET battery=COALESCE(?, battery), lat=COALESCE(?, lat),"
-                " lon=COALESCE(?, lon), is_locked=COALESCE(?, is_locked), updated_at=?"
-                " WHERE id=?",
+                "UPDATE vehicles SET battery=?, lat=?, lon=?, is_locked=?, updated_at=? WHERE id=?",
                 rows,
             )
             if cur.rowcount != len(rows):
                 raise NotFound("a vehicle to update was not found")
+            c.executemany(
+                "INSERT INTO vehicle_clocks(vehicle_id, report_ts, trusted_until) VALUES (?,?,?)"
+                " ON CONFLICT(vehicle_id) DO UPDATE SET report_ts = excluded.report_ts,"
+                " trusted_until = excluded.trusted_until",
+                clocks,
+            )
+
+    def enroll(self, network_id: int, serial_number: str) -> int:
+        """A vehicle first heard of joins the fleet under the next free id (joins the
+        caller's transaction); the id of the vehicle with this serial number."""
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT INTO vehicles(id, network_id, serial_number, gbfs_id, updated_at)"
+                " SELECT COALESCE(MAX(id), 0) + 1, ?, ?, ?, ? FROM vehicles WHERE true"
+                " ON CONFLICT(serial_number) DO NOTHING",
+                (network_id, serial_number, new_gbfs_id(), self.clock()),
+            )
+            row = c.execute(
+                "SELECT id FROM vehicles WHERE serial_number = ?", (serial_number,)
+            ).fetchone()
+        return int(row[0])
 
     def dock(self, vehicle_id: int, spot_id: int) -> None:
         """A vehicle sits in a spot (from a station's report)."""
@@ -167,12 +209,30 @@ class Vehicles:
             sql += f" WHERE network_id IN ({marks(len(ids))})"
         return every(self.db, Vehicle, sql + " ORDER BY id", ids)
 
+    def page(self, network_ids: Iterable[int], keyset: Keyset) -> Page[Vehicle]:
+        """A page of the vehicles of these networks (empty: all), by id."""
+        filters = Filters()
+        filters.one_of("v.network_id", list(network_ids))
+        return _VEHICLES.page(self.db, filters, keyset)
+
     def get(self, id: int) -> Vehicle:
         return must(one(self.db, Vehicle, f"{_VEHICLE} WHERE id=?", (id,)), f"vehicle {id}")
 
     def by_serial(self, serial_number: str) -> Vehicle | None:
         """The vehicle with this serial number (the device id on MQTT), or None; indexed."""
         return one(self.db, Vehicle, f"{_VEHICLE} WHERE serial_number = ?", (serial_number,))
+
+    def reporting(self, serial_numbers: Iterable[str]) -> dict[str, tuple[Vehicle, DeviceClock]]:
+        """``by_serials`` with the clock of each vehicle's last applied report."""
+        found: dict[str, tuple[Vehicle, DeviceClock]] = {}
+        for part in chunked(serial_numbers):
+            sql = f"{_REPORTING} WHERE v.serial_number IN ({marks(len(part))})"
+            for row in fetch_all(self.db, sql, part):
+                vehicle = Vehicle(*row[:-2])
+                ts, trusted_until = row[-2], row[-1]
+                clock = _NO_CLOCK if ts is None else DeviceClock(ts, trusted_until)
+                found[vehicle.serial_number] = (vehicle, clock)
+        return found
 
     def by_serials(self, serial_numbers: Iterable[str]) -> dict[str, Vehicle]:
         """The vehicles with these serial numbers, by serial (unknown ones left out)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dockgate.gateway.sun.cache import BoundedCache
-from dockgate.gateway.sun.kdf import an10922_aes128, sdm_backend_meta_key, sdm_backend_tag_key
+from dockgate.gateway.sun.kdf import SdmBackendTagKeys, an10922_aes128, sdm_backend_meta_key
 
 KDFS = ("an10922", "sdm-backend")
 
@@ -60,18 +60,19 @@ class An10922Keys(TagKeys):
 
 
 class SdmBackendKeys(TagKeys):
-    """Keys as the public sdm-backend derives them from one master key (bounded cache)."""
+    """Keys as the public sdm-backend derives them from one master key (bounded cache).
+
+    The master key is any length from 16 bytes (sdm-backend derives with HMAC-SHA256, so
+    a 32-byte key, for one, is common); it is not kept once the derivation state is built.
+    """
 
     __slots__ = ("_cache",)
 
     def __init__(self, master_key: bytes, cache_size: int = 65536) -> None:
-        if len(master_key) != 16:
-            raise ValueError("keys must be 16 bytes")
+        derive = SdmBackendTagKeys(master_key, 2).derive  # refuses a master key too short
         super().__init__(sdm_backend_meta_key(master_key), None)
         self.needs_uid = True
-        self._cache: BoundedCache[bytes, bytes] = BoundedCache(
-            lambda uid: sdm_backend_tag_key(master_key, uid, 2), cache_size
-        )
+        self._cache: BoundedCache[bytes, bytes] = BoundedCache(derive, cache_size)
 
     def file_key(self, uid: bytes | None) -> bytes | None:
         return None if uid is None else self._cache.get(uid)

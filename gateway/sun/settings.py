@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from dockgate.gateway.sun.kdf import SDM_BACKEND_MIN_MASTER
 from dockgate.gateway.sun.keys import TagKeys, make_keys
 from dockgate.gateway.sun.profiles import (
     SHIPPED_PROFILES,
@@ -40,6 +41,19 @@ def _key_from_hex(value: object) -> object:
     return value
 
 
+def _master_key_from_hex(value: object) -> object:
+    """A master key: 16 bytes for AN10922, 16 bytes or more for sdm-backend (checked with
+    the kdf, in :meth:`KeySetSettings._complete`)."""
+    if isinstance(value, str):
+        if len(value) < 2 * SDM_BACKEND_MIN_MASTER or len(value) % 2:
+            raise ValueError("a master key is an even number of hex characters, 32 or more")
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise ValueError("a key must be hexadecimal") from None
+    return value
+
+
 def _hex_bytes(value: object) -> object:
     if isinstance(value, str):
         try:
@@ -50,6 +64,7 @@ def _hex_bytes(value: object) -> object:
 
 
 Key = Annotated[SecretBytes, BeforeValidator(_key_from_hex)]
+MasterKey = Annotated[SecretBytes, BeforeValidator(_master_key_from_hex)]
 
 
 class _Model(BaseModel):
@@ -62,7 +77,7 @@ class KeySetSettings(_Model):
     mode: Literal["aes", "lrp"] | None = None
     meta_read_key: Key | None = None
     file_read_key: Key | None = None
-    master_key: Key | None = None
+    master_key: MasterKey | None = None
     kdf: Literal["an10922", "sdm-backend"] | None = None
     kdf_suffix: Annotated[bytes, BeforeValidator(_hex_bytes)] = b""
 
@@ -71,6 +86,8 @@ class KeySetSettings(_Model):
         if self.master_key is not None:
             if self.kdf is None:
                 raise ValueError("master_key needs kdf ('an10922' or 'sdm-backend')")
+            if self.kdf == "an10922" and len(self.master_key.get_secret_value()) != 16:
+                raise ValueError("an an10922 master key is 32 hex characters (16 bytes)")
         elif self.file_read_key is None:
             raise ValueError("give file_read_key, or master_key with kdf")
         if len(self.kdf_suffix) > 24:

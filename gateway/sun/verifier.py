@@ -139,9 +139,16 @@ class SunVerifier:
         keys: TagKeys | None = None,
         key_set: str | None = None,
         reader_uid: bytes | None = None,
+        counter_only_uid: bytes | None = None,
         **fields: Unpack[SunFields],
     ) -> SunResult:
-        """Verify raw fields (hex text as scanned); ``keys`` overrides the configured key set."""
+        """Verify raw fields (hex text as scanned); ``keys`` overrides the configured key set.
+
+        ``reader_uid`` (or ``uid`` beside ``picc_data``) is the UID a reader saw: a mirrored
+        UID must equal it. ``counter_only_uid`` is a UID known otherwise (the play check: the
+        record's chip), used only when the PICC data mirrors the counter alone; a mirrored
+        UID is left for the caller to compare after the MAC.
+        """
         if keys is None:
             keys, set_mode = self._keys(key_set)
             mode = mode or set_mode
@@ -155,10 +162,11 @@ class SunVerifier:
             return SunResult(valid=False, reason=R.BAD_INPUT)
         if message.picc is None and message.plain_uid is None:
             return SunResult(valid=False, reason=R.MISSING_FIELD)
-        if message.picc is not None and message.plain_uid is not None:
-            # counter-only PICC data: the UID is the one the reader reported
+        outside_uid = message.plain_uid is not None or counter_only_uid is not None
+        if message.picc is not None and outside_uid:
+            # with PICC data, ``uid`` is the one the reader reported
             reader_uid = message.plain_uid if reader_uid is None else reader_uid
-            message = message._replace(plain_uid=None)
+            message = message._replace(plain_uid=counter_only_uid)
         outcome = verify_message(keys, message, mode=mode, reader_uid=reader_uid)
         return self._replay(_result(outcome), outcome[1], outcome[2])
 

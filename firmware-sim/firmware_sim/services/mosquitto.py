@@ -9,7 +9,12 @@ handed to that user.
         broker.port
 
 With ``tls=TlsFiles(ca, cert, key)`` the listener speaks only TLS; the files are copied into
-the work directory for the broker's user (the key readable by it alone).
+the work directory for the broker's user (the key readable by it alone). With
+``client_identity=True`` it also requires a client certificate signed by the CA and takes its
+CN as the username (``crlfile`` refuses revoked ones).
+
+``users=`` and ``acl=`` may also be the paths of existing files (e.g. those `dockgate devices`
+writes): the broker reads them where they are, as they are; ``broker.pid`` is for SIGHUP.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class TlsFiles:
     cafile: Path
     certfile: Path
     keyfile: Path
+    client_identity: bool = False  # require_certificate + use_identity_as_username
+    crlfile: Path | None = None
 
 
 def render_config(
@@ -70,6 +77,10 @@ def render_config(
     ]
     if tls is not None:
         lines += [f"cafile {tls.cafile}", f"certfile {tls.certfile}", f"keyfile {tls.keyfile}"]
+        if tls.client_identity:
+            lines += ["require_certificate true", "use_identity_as_username true"]
+        if tls.crlfile is not None:
+            lines.append(f"crlfile {tls.crlfile}")
     if persistence:
         lines += ["persistence true", f"persistence_location {workdir}/data/"]
     else:
@@ -127,12 +138,18 @@ def _private_tls_copy(tls: TlsFiles, workdir: Path) -> TlsFiles:
     folder = workdir / "tls"
     folder.mkdir(exist_ok=True)
     os.chmod(folder, 0o755)
-    copies = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    for src, dst, mode in (
+    crl = folder / "crl.pem" if tls.crlfile is not None else None
+    copies = TlsFiles(
+        folder / "ca.pem", folder / "server.pem", folder / "server.key", tls.client_identity, crl
+    )
+    pairs = [
         (tls.cafile, copies.cafile, 0o644),
         (tls.certfile, copies.certfile, 0o644),
         (tls.keyfile, copies.keyfile, 0o600),
-    ):
+    ]
+    if tls.crlfile is not None and crl is not None:
+        pairs.append((tls.crlfile, crl, 0o644))
+    for src, dst, mode in pairs:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(Path(src).read_bytes())
@@ -148,8 +165,8 @@ class Mosquitto:
         *,
         port: int | None = None,
         workdir: Path | None = None,
-        users: dict[str, str] | None = None,
-        acl: str | None = None,
+        users: dict[str, str] | Path | None = None,
+        acl: str | Path | None = None,
         max_queued_messages: int = DEFAULT_MAX_QUEUED,
         persistence: bool = True,
         tls: TlsFiles | None = None,
@@ -160,13 +177,14 @@ class Mosquitto:
         self.workdir = self._proc.workdir
         self.tls = tls
         self.config_path = self.workdir / "mosquitto.conf"
-        password_file = acl_file = None
         os.chmod(self.workdir, 0o755)
-        if users is not None:
+        password_file = users if isinstance(users, Path) else None
+        acl_file = acl if isinstance(acl, Path) else None
+        if isinstance(users, dict):
             password_file = self.workdir / "passwd"
             write_password_file(password_file, users)
             _give_to_mosquitto(password_file)
-        if acl is not None:
+        if isinstance(acl, str):
             acl_file = self.workdir / "acl"
             acl_file.write_text(acl)
             os.chmod(acl_file, 0o640)
@@ -196,6 +214,12 @@ class Mosquitto:
     @property
     def running(self) -> bool:
         return self._proc.running
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (``kill -HUP`` reloads its files)."""
+        proc = self._proc.proc
+        return proc.pid if proc is not None and self.running else None
 
     def start(self, timeout: float = 10.0) -> Self:
         binary = require_program("mosquitto")
