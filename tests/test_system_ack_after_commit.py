@@ -14,17 +14,15 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import orjson
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from dockgate.sim.services.mosquitto import Mosquitto
+from tests.support.publisher import PacedPublisher
 from tests.support.system_harness import Backend, DaemonProcess, StationConf, until
 
 pytestmark = pytest.mark.timeout(240)
@@ -45,44 +43,13 @@ def event(i: int, kind: str, ts: int) -> tuple[str, bytes]:
     return f"dockgate/1/vehicle/{device}/event", orjson.dumps(body)
 
 
-class Publisher(threading.Thread):
-    """Publishes every message at QoS 1 and waits for the broker's PUBACK of each."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(name="independent-publisher", daemon=True)
-        self.port = port
-        self.acked = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._publish_all()
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            self.error = exc
-
-    def _publish_all(self) -> None:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="outside-publisher")
-        client.max_inflight_messages_set(100)
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        base = int(time.time() * 1000)
-        started = time.monotonic()
-        infos = []
-        n = 0
-        for i in range(VEHICLES):
-            for kind in ("vehicle-fallen", "vehicle-low-battery"):
-                topic, payload = event(i, kind, base + n)
-                infos.append(client.publish(topic, payload, qos=1))
-                n += 1
-                delay = started + n / RATE - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-        for info in infos:
-            info.wait_for_publish(30)
-            assert info.is_published()
-            self.acked += 1
-        client.loop_stop()
-        client.disconnect()
+def backlog() -> list[tuple[str, bytes]]:
+    """Each vehicle's ``vehicle-fallen`` and ``vehicle-low-battery``, device times increasing."""
+    base = int(time.time() * 1000)
+    kinds = ("vehicle-fallen", "vehicle-low-battery")
+    return [
+        event(i, kind, base + 2 * i + k) for i in range(VEHICLES) for k, kind in enumerate(kinds)
+    ]
 
 
 async def test_sigkill_at_random_moments_loses_and_duplicates_nothing_acknowledged(
@@ -97,7 +64,7 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing_acknowledg
     )
     backend = Backend(daemon)
     daemon.start()
-    publisher = Publisher(mosquitto.port)
+    publisher = PacedPublisher(mosquitto.port, backlog(), rate=RATE, client_id="outside-publisher")
     try:
         publisher.start()
         duration = 2 * VEHICLES / RATE

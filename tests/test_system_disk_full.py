@@ -19,7 +19,6 @@ import asyncio
 import errno
 import os
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -27,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from dockgate.sim.services.mosquitto import Mosquitto
+from tests.support.publisher import PacedPublisher
 from tests.support.system_harness import Backend, DaemonProcess, StationConf, until
 
 pytestmark = pytest.mark.timeout(240)
@@ -47,42 +45,16 @@ def serial(i: int) -> str:
     return f"DSK{i:05d}"
 
 
-class Publisher(threading.Thread):
-    """Publishes one ``vehicle-fallen`` per vehicle at QoS 1 and waits for every PUBACK."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(name="independent-publisher", daemon=True)
-        self.port = port
-        self.acked = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._publish_all()
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            self.error = exc
-
-    def _publish_all(self) -> None:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="disk-full-publisher")
-        client.max_inflight_messages_set(100)
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        started = time.monotonic()
-        infos = []
-        for i in range(VEHICLES):
-            body = {"v": 1, "ts": int(time.time() * 1000), "device_id": serial(i)}
-            body["type"] = "vehicle-fallen"
-            topic = f"dockgate/1/vehicle/{serial(i)}/event"
-            infos.append(client.publish(topic, orjson.dumps(body), qos=1))
-            delay = started + (i + 1) / RATE - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        for info in infos:
-            info.wait_for_publish(60)
-            assert info.is_published()
-            self.acked += 1
-        client.loop_stop()
-        client.disconnect()
+def backlog() -> list[tuple[str, bytes]]:
+    """One ``vehicle-fallen`` per vehicle."""
+    now = int(time.time() * 1000)
+    return [
+        (
+            f"dockgate/1/vehicle/{serial(i)}/event",
+            orjson.dumps({"v": 1, "ts": now, "device_id": serial(i), "type": "vehicle-fallen"}),
+        )
+        for i in range(VEHICLES)
+    ]
 
 
 def fill(path: Path) -> int:
@@ -165,7 +137,9 @@ async def test_a_full_disk_pauses_ingest_and_it_resumes_when_space_is_freed(
 ) -> None:
     backend = Backend(daemon)
     daemon.start()
-    publisher = Publisher(mosquitto.port)
+    publisher = PacedPublisher(
+        mosquitto.port, backlog(), rate=RATE, client_id="disk-full-publisher"
+    )
     publisher.start()
     filler = small_disk / "filler"
     try:

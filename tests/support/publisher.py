@@ -1,0 +1,54 @@
+"""An independent device-side publisher for system tests: plain paho, QoS 1, paced.
+
+It publishes a fixed list of messages at a steady rate from its own thread and then waits
+for the broker's PUBACK of every one, so a test knows exactly what the broker accepted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+class PacedPublisher(threading.Thread):
+    """Publishes ``messages`` (topic, payload) at ``rate`` per second; counts PUBACKs."""
+
+    def __init__(
+        self, port: int, messages: Sequence[tuple[str, bytes]], *, rate: float, client_id: str
+    ) -> None:
+        super().__init__(name=f"publisher-{client_id}", daemon=True)
+        self.port = port
+        self.messages = messages
+        self.rate = rate
+        self.client_id = client_id
+        self.acked = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._publish_all()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+
+    def _publish_all(self) -> None:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        client.max_inflight_messages_set(100)
+        client.connect("127.0.0.1", self.port)
+        client.loop_start()
+        started = time.monotonic()
+        infos = []
+        for n, (topic, payload) in enumerate(self.messages, start=1):
+            infos.append(client.publish(topic, payload, qos=1))
+            delay = started + n / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        for info in infos:
+            info.wait_for_publish(60)
+            assert info.is_published()
+            self.acked += 1
+        client.loop_stop()
+        client.disconnect()
