@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, tzinfo
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field
 
@@ -36,6 +35,7 @@ from dockgate.gateway.store import (
     RiderQuery,
     TripQuery,
 )
+from dockgate.gateway.timezones import time_zone
 
 AlertType = Literal[ALERT_TYPES]  # type: ignore[valid-type]
 AlertSeverity = Literal[ALERT_SEVERITIES]  # type: ignore[valid-type]
@@ -70,10 +70,10 @@ def zone(name: str | None) -> tzinfo:
     """The IANA time zone ``name`` (UTC for ``None``); ``ValueError`` if there is none."""
     if name is None:
         return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("an IANA time zone, e.g. Europe/Paris") from None
+    found = time_zone(name)
+    if found is None:
+        raise ValueError("an IANA time zone, e.g. Europe/Paris")
+    return found
 
 
 def _checked_zone(name: str | None) -> str | None:

@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -38,6 +37,7 @@ from dockgate.gateway.rules.publish import (
     ride_start_allowed,
 )
 from dockgate.gateway.store import Station, Store
+from dockgate.gateway.timezones import time_zone
 
 __all__ = ["FEEDS", "GBFS_VERSION", "FeedName", "GbfsFeeds", "GbfsSettings", "GbfsSources"]
 
@@ -87,11 +87,8 @@ class GbfsSettings(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown IANA time zone {value!r}") from None
+        if value is not None and time_zone(value) is None:
+            raise ValueError(f"unknown IANA time zone {value!r}")
         return value
 
 

@@ -320,6 +320,10 @@ async def test_user_filters_without_data_are_refused_by_name(site, name) -> None
 async def test_user_timezone_must_exist(site) -> None:
     _, client = site
     assert named(await refused(client, "/users", timezone="Mars/Olympus")) == ["timezone"]
+    # a name too long for the filesystem made zoneinfo raise OSError: a 500 (found by fuzzing)
+    hostile = "0" * 43 + "\x80" * 300
+    assert named(await refused(client, "/users", timezone=hostile)) == ["timezone"]
+    assert named(await refused(client, "/users", timezone="../../etc/passwd")) == ["timezone"]
     assert named(await refused(client, "/users", sort_by="register_at")) == ["sort_by"]
 
 

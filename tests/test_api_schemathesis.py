@@ -3,6 +3,7 @@ no 5xx, every answer as declared (status, media type, shape), and valid envelope
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -42,8 +43,18 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
+# CI fuzzes the same cases every run (a fixed derivation per test), so a red run is always
+# reproducible; DOCKGATE_FUZZ_EXPLORE=1 draws fresh cases to look for new failures.
+EXPLORE = os.environ.get("DOCKGATE_FUZZ_EXPLORE") == "1"
+
+
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=not EXPLORE,
+)
 def test_no_server_errors(case) -> None:
     for token in (SYNC_TOKEN, READ_TOKEN, None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
@@ -29,6 +29,7 @@ from dockgate.gateway.rules.geometry import (
     polygons_from_coords,
 )
 from dockgate.gateway.rules.plan import GBFS, PARKING, SPEED, IndexedZone, Plan
+from dockgate.gateway.timezones import time_zone
 
 __all__ = ["GBFS", "PARKING", "SPEED", "BundleHolder", "IndexedZone", "RuleBundle", "load_bundle"]
 
@@ -166,11 +167,10 @@ def _compile(
     """Check the bundle as a whole and build its indexes; ``found``: problems already found
     (an embedded GBFS document's), reported with the rest."""
     problems = list(found)
-    try:
-        tz = ZoneInfo(config.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    zone = time_zone(config.timezone)
+    if zone is None:
         problems.append(Problem("timezone", f"unknown IANA time zone {config.timezone!r}"))
-        tz = ZoneInfo("UTC")
+    tz = zone or ZoneInfo("UTC")
     _unique(config.speed_zones, "speed_zones", problems)
     _unique(config.virtual_parkings, "virtual_parkings", problems)
     _unique(config.vehicle_settings, "vehicle_settings", problems, key="model_id")
