@@ -8,7 +8,9 @@ from typing import Any, TypedDict, Unpack
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from dockgate.api import cluster as cluster_routes
 from dockgate.api.auth import RedactTokens, TokenRegistry
+from dockgate.api.cluster import ClusterView, install_cluster
 from dockgate.api.errors import install_error_handlers
 from dockgate.api.gbfs import GbfsFeeds, GbfsSettings, GbfsSources
 from dockgate.api.guard import RequestGuard, RouteTable
@@ -49,6 +51,7 @@ class AppOptions(TypedDict, total=False):
     max_stream: float
     extra_routers: Iterable[APIRouter]
     limits: ApiLimits
+    cluster: ClusterView | None
 
 
 class _GatewayApi(FastAPI):
@@ -76,6 +79,8 @@ def create_app(
     ``command_timeout`` (5 s) bounds a command's wait for its device. ``extra_routers`` (e.g.
     the site status page under ``api/status/``) are mounted at the root. ``limits`` bound
     request bodies (checked after the token, before anything is parsed): see ``ApiLimits``.
+    ``cluster`` (this node's view of its site's leadership) sends a standby's writes to the
+    leader: see ``api/cluster.py``.
     """
     app = _GatewayApi(
         title="dockgate local API",
@@ -93,13 +98,17 @@ def create_app(
     limits = options.get("limits") or ApiLimits()
     _set_state(app, store, outbox, registry, limits, options)
     install_error_handlers(app)
+    install_cluster(app, options.get("cluster"))
     table = RouteTable(limits)
     for module in (state, events, alerts, riders, config, commands, geofencing, network_settings):
         _include(app, table, module.router, API_PREFIX)
     _include(app, table, public.router)
+    _include(app, table, cluster_routes.router)
     for router in options.get("extra_routers", ()):
         _include(app, table, router)
-    app.add_middleware(RequestGuard, table=table, tokens=registry, limits=limits)
+    app.add_middleware(
+        RequestGuard, table=table, tokens=registry, limits=limits, cluster=options.get("cluster")
+    )
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactTokens) for f in access_log.filters):
         access_log.addFilter(RedactTokens())

@@ -3,7 +3,8 @@
 FastAPI reads and parses a body before it runs a route's dependencies, so a token check in a
 dependency comes too late: an anonymous client could make the gateway buffer and parse
 anything. This ASGI middleware runs first. It finds the route's :class:`Requirement` (from a
-table built as routers are included), answers 401/403 on the request head alone, refuses a
+table built as routers are included), answers 401/403 on the request head alone, sends a
+write that reached a cluster's standby to the leader (307, or 503: ``api/cluster.py``), refuses a
 ``Content-Length`` above the route's limit, then reads the body itself — counted while it
 streams, under one deadline — refuses a body nested deeper than ``ApiLimits.json_depth``, and
 hands the app the checked bytes. Refusals carry the API's error envelope; one sent while body
@@ -24,6 +25,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockgate.api.auth import READ, SYNC, Requirement, TokenRegistry, authorize, presented_token
+from dockgate.api.cluster import ClusterView, WriteElsewhere, standby_refusal
 from dockgate.api.errors import CHALLENGE, ApiError, error_bytes, invalid
 from dockgate.api.limits import ApiLimits
 from dockgate.api.nesting import json_depth
@@ -112,12 +114,19 @@ class RequestGuard:
     """ASGI middleware: authorise on the head, bound the body, then call the app."""
 
     def __init__(
-        self, app: ASGIApp, *, table: RouteTable, tokens: TokenRegistry, limits: ApiLimits
+        self,
+        app: ASGIApp,
+        *,
+        table: RouteTable,
+        tokens: TokenRegistry,
+        limits: ApiLimits,
+        cluster: ClusterView | None = None,
     ) -> None:
         self.app = app
         self.table = table
         self.tokens = tokens
         self.limits = limits
+        self.cluster = cluster  # a standby sends writes to the leader (api/cluster.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,6 +139,9 @@ class RequestGuard:
             if policy.scope is not None:
                 token = presented_token(HTTPConnection(scope))
                 authorize(self.tokens, token, policy.scope)
+            elsewhere = standby_refusal(self.cluster, scope)
+            if elsewhere is not None:
+                raise elsewhere
             if has_body:
                 if length is not None and length > policy.body_limit:
                     raise _too_large(policy.body_limit)
@@ -199,6 +211,8 @@ async def _refuse(send: Send, refusal: ApiError, *, close: bool) -> None:
     ]
     if refusal.status == 401:
         headers += [(k.lower().encode(), v.encode()) for k, v in CHALLENGE.items()]
+    if isinstance(refusal, WriteElsewhere):
+        headers += [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
     if close:  # body bytes may still be on the wire: do not read them to reach the next request
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})

@@ -15,8 +15,8 @@ Each subscriber is then started and timed:
   messages (``cpu_ms_per_msg_incl_startup``), and the same less the CPU the same daemon spent
   starting to ``/health`` with nothing queued (``cpu_ms_per_msg``). Peak RSS is ``VmHWM``.
   ``first_commit_s``: process start -> the first vehicle's report visible (start-up share).
-- ``raw_paho``: bench/mqtt.py's paho callback subscriber that only counts, in this process,
-  from its ``connect()`` call to the N-th message.
+- ``raw_paho``: a paho callback subscriber that only counts (bench/paho_count.py), as its own
+  process, from spawn to its exit after the N-th message: the daemon's starting line.
 - ``mosquitto_sub``: ``mosquitto_sub -c -i ID -q 1 -C N`` (output to /dev/null), from spawning
   the process to its exit after the N-th message.
 
@@ -24,9 +24,30 @@ Every subscriber's session is ended after its round, so later backlogs are not q
 The figures are the medians of ``--rounds`` alternated rounds (a busy machine slows all
 alike); the load average is printed with them.
 
+Then, in the same run, the latency row (bench/ingest_latency.py; ``latency`` in the JSON): one
+more ``dockgate run`` with the same fleet and 16 stations whose ``broker`` readers' taps a
+paho reader client publishes, and a paho station client that acks every command; 256 taps
+(one every 20 ms) with the daemon idle, then 256 more while a flood process keeps 2,048 of the
+fleet's QoS 1 reports published and not yet committed, so the daemon ingests at its full rate.
+
+- ``tap_to_unlock_ms``: from the reader client handing a tap's PUBLISH to paho to the
+  station client receiving that tap's ``unlock-spot`` (p50, p99, max; target p99 < 50 ms).
+- ``command_rtt_daemon``: the daemon's own ``dockgate_command_ack_seconds`` histogram of
+  ``unlock-spot`` (``/metrics`` before and after the phase), from ``send_command`` publishing
+  the command to the ack handed back to it on the event loop: exact mean, p50 and p99 as the
+  bucket bound they fall under (target p99 < 5 ms); ``station_turnaround_ms``, from outside,
+  is the station client's share: the command's arrival to its ack handed to paho.
+- ``verified_to_unlock_daemon``: the daemon's ``dockgate_tap_to_unlock_seconds``, from the
+  tap verified in its batch to the unlock handed to the MQTT driver.
+- ``load``: the reports ahead of each tap at its publish, how many unlocks arrived while the
+  flood ran (it stops once all did, or ``--load-hold`` s after the last tap), whether the
+  daemon was still behind (reports published, not committed) when the last sample came,
+  and its ingest rate over the taps' span, by its committed ``vehicle_clocks``.
+
     .venv/bin/python bench/ingest.py                 # 30,000 msgs, 5,000 vehicles, 3 rounds
     .venv/bin/python bench/ingest.py --json
     .venv/bin/python bench/ingest.py --rounds 1 --keep   # keep the daemon's state and logs
+    .venv/bin/python bench/ingest.py --only latency --profile /tmp/load.txt  # py-spy, load phase
 """
 
 from __future__ import annotations
@@ -48,6 +69,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import ingest_latency  # noqa: E402  (bench/ingest_latency.py: the latency row)
 import mqtt as bench_mqtt  # noqa: E402  (bench/mqtt.py)
 import orjson  # noqa: E402
 import psutil  # noqa: E402
@@ -121,7 +143,8 @@ class ClockWatch:
 
 class ProfiledDaemon(bench_system.DaemonProcess):
     """The daemon under ``cProfile`` (``profile`` ends in ``.prof``) or watched by py-spy
-    (collapsed stacks of every thread), written to ``profile`` when it stops."""
+    (collapsed stacks of whichever thread holds the GIL, so samples are CPU the interpreter
+    spent, not threads waiting for it), written to ``profile`` when it stops."""
 
     profile: Path | None = None
     spy: subprocess.Popen[bytes] | None = None
@@ -129,8 +152,8 @@ class ProfiledDaemon(bench_system.DaemonProcess):
     def start(self) -> None:
         if self.profile is None or self.profile.suffix != ".prof":
             super().start()
-            if self.profile is not None:  # py-spy (every thread), collapsed stacks
-                spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--threads"]
+            if self.profile is not None:  # py-spy (the GIL holder), collapsed stacks
+                spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--threads", "--gil"]
                 spy += ["--format", "raw", "-r", "250", "-o", str(self.profile)]
                 self.spy = subprocess.Popen(
                     [*spy, "--pid", str(self.proc.pid)], stdout=subprocess.DEVNULL
@@ -219,8 +242,18 @@ def daemon_round(
 
 
 def raw_paho_round(port: int, backlog: Backlog, cid: str) -> dict[str, Any]:
-    rate, lost = bench_mqtt.raw_paho_rate(port, backlog.msgs, cid)
-    return {"rate": rate, "lost": lost}
+    """bench/paho_count.py from spawn to its exit after the N-th message."""
+    bench_mqtt.end_session(port, cid)
+    bench_mqtt.open_session(port, cid)
+    bench_mqtt.publish_all(port, backlog.msgs)
+    n = len(backlog.msgs)
+    counter = [sys.executable, str(BENCH / "paho_count.py"), "--port", str(port), "--cid", cid]
+    t0 = time.monotonic()
+    result = subprocess.run([*counter, "--count", str(n)], check=False, timeout=330)
+    elapsed = time.monotonic() - t0
+    bench_mqtt.end_session(port, cid)
+    ok = result.returncode == 0
+    return {"rate": n / elapsed if ok else 0.0, "lost": 0 if ok else n, "exit": result.returncode}
 
 
 def mosquitto_sub_round(port: int, backlog: Backlog, cid: str) -> dict[str, Any]:
@@ -297,7 +330,7 @@ def render(f: dict[str, Any]) -> str:
             f"median of {f['rounds']} alternated round(s), bundle {f['bundle']}",
             f"dockgate run (process start -> last committed): {f['daemon_rate']:,.0f} msg/s "
             f"({f['daemon_elapsed_s']:.2f} s; first commit at {f['daemon_first_commit_s']:.2f} s)",
-            f"raw paho callback (connect -> N-th message):    {f['raw_paho_rate']:,.0f} msg/s",
+            f"raw paho callback (spawn -> exit after N):      {f['raw_paho_rate']:,.0f} msg/s",
             f"mosquitto_sub (spawn -> exit after N):          {f['mosquitto_sub_rate']:,.0f} msg/s",
             f"ratio to raw paho {f['ratio_to_raw_paho']:.2f}, "
             f"to mosquitto_sub {f['ratio_to_mosquitto_sub']:.2f}",
@@ -309,7 +342,40 @@ def render(f: dict[str, Any]) -> str:
     )
 
 
-def main() -> None:
+def drain_rate_after_first_commit(figures: dict[str, Any]) -> float:
+    """The rounds' median drain rate once the daemon had started: the latency row's yardstick."""
+    rounds = figures["per_round"]["daemon"]
+    n = figures["messages"]
+    return statistics.median(n / (r["elapsed_s"] - r["first_commit_s"]) for r in rounds)
+
+
+def latency_row(args: argparse.Namespace, workdir: Path, profile: Path | None) -> dict[str, Any]:
+    plan = ingest_latency.Plan(
+        vehicles=args.vehicles,
+        taps=args.taps,
+        tap_interval_s=args.tap_interval_ms / 1e3,
+        load_depth=args.load_depth,
+        hold_s=args.load_hold,
+        profile=profile,
+    )
+    try:
+        return ingest_latency.measure(plan, workdir / "latency")
+    except Exception as exc:  # the drain rounds still print
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def render_all(figures: dict[str, Any]) -> str:
+    lines = [render(figures)] if "daemon_rate" in figures else []
+    lat = figures.get("latency")
+    if lat is not None and "error" in lat:
+        lines.append(f"latency row: ERROR {lat['error']}")
+    elif lat is not None:
+        drain = drain_rate_after_first_commit(figures) if "per_round" in figures else None
+        lines += ingest_latency.render(lat, drain)
+    return "\n".join(lines)
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vehicles", type=int, default=5000)
     parser.add_argument("--messages", type=int, default=30_000)
@@ -318,23 +384,43 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", type=Path, help="one daemon drain under cProfile, to FILE")
+    parser.add_argument("--only", default="drain,latency", help="drain, latency or both")
+    most = ingest_latency.STATIONS_PER_PHASE * ingest_latency.SPOTS
+    parser.add_argument("--taps", type=int, default=most, help=f"per phase, <= {most}")
+    parser.add_argument("--tap-interval-ms", type=float, default=20.0)
+    parser.add_argument("--load-depth", type=int, default=2048, help="reports kept ahead")
+    parser.add_argument("--load-hold", type=float, default=3.0, help="s after the last tap")
     args = parser.parse_args()
+    if not 0 < args.taps <= most:
+        parser.error(f"--taps must be in 1..{most} (one spot per tap)")
+    args.only = set(args.only.split(","))
+    if not args.only <= {"drain", "latency"}:
+        parser.error("--only takes drain, latency or drain,latency")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dockgate-ingest-"))
     bundle = None
     if args.zones:
         bundle = workdir / f"bundle-{args.zones}.json"
         bundle.write_text(json.dumps(bench_rules.make_bundle(args.zones)))
+    figures: dict[str, Any] = {}
     try:
-        if args.profile is not None:
+        if args.profile is not None and "drain" in args.only:
             print(json.dumps(profile_drain(args, workdir, bundle), default=float))
             return
-        figures = measure(args.vehicles, args.messages, args.rounds, workdir, bundle)
+        if "drain" in args.only:
+            figures = measure(args.vehicles, args.messages, args.rounds, workdir, bundle)
+        if "latency" in args.only:  # py-spy of the load phase with --only latency --profile
+            figures["latency"] = latency_row(args, workdir, args.profile)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.keep:
         figures["workdir"] = str(workdir)
-    print(json.dumps(figures, default=float) if args.json else render(figures))
+    print(json.dumps(figures, default=float) if args.json else render_all(figures))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,21 @@ def session_props() -> Properties:
     return props
 
 
+def open_session(port: int, client_id: str, topic: str = "dockgate/+/+/+/telemetry") -> None:
+    """Create a persistent session subscribed to ``topic`` (QoS 1), then leave it: the broker
+    queues what is published next for it."""
+    subscribed = threading.Event()
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.connect("127.0.0.1", port, clean_start=False, properties=session_props())
+    c.loop_start()
+    c.subscribe(topic, qos=1)
+    if not subscribed.wait(10):
+        raise RuntimeError("the session's subscription was not acknowledged")
+    c.disconnect()
+    c.loop_stop()
+
+
 def end_session(port: int, client_id: str) -> None:
     """Drop a persistent session so later rounds do not queue messages for it."""
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   victoria-metrics                          # time-series server (InfluxDB v2 write API)
   chromium chromium-driver                  # headless browser tests of the status page
   systemd                                   # systemd-analyze: checks of the service unit
+  postgresql                                # the second store engine; tests start private ones
 )
 
 missing=()
@@ -28,9 +29,10 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian starts the broker and pcscd as system services on install; dockgate runs private ones.
+# Debian starts the broker, pcscd and PostgreSQL as system services on install; dockgate runs
+# private ones.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  for svc in mosquitto pcscd.socket pcscd; do
+  for svc in mosquitto pcscd.socket pcscd postgresql; do
     ${SUDO:-} systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
 fi

@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.plugins.flow",
     "tests.plugins.mosquitto",
     "tests.plugins.pcscd",
+    "tests.plugins.postgres",
     "tests.plugins.serial_pty",
     "tests.plugins.victoria",
 ]

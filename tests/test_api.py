@@ -13,11 +13,12 @@ from dockgate.api import PlayCheck, create_app
 from dockgate.api.auth import RedactTokens
 from dockgate.api.ports import SunPlayVerifier
 from dockgate.gateway.outbox import Outbox, Priority
-from dockgate.gateway.store import NewAlert, Store
+from dockgate.gateway.store import NewAlert
 from dockgate.gateway.sun import SunSettings, SunVerifier
 from dockgate.sim.sdm import SdmTag
 from tests.support.api import READ_TOKEN, SYNC_TOKEN, AckingSender
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 
 KEY_HEX = "00112233445566778899aabbccddeeff"
 SYNC = {"Authorization": f"Bearer {SYNC_TOKEN}"}
@@ -25,7 +26,7 @@ READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
 def build(tmp_path, sender=None, verifier=None):
-    store = Store.open(tmp_path / "api.db")
+    store = open_test_store(tmp_path / "api.db")
     seed_fleet(store)
     outbox = Outbox(store.db)
     app = create_app(

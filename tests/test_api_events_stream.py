@@ -16,9 +16,9 @@ import uvicorn
 
 from dockgate.api import create_app
 from dockgate.gateway.outbox import Outbox, Priority
-from dockgate.gateway.store import Store
 from dockgate.sim.services import free_port
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
+from tests.support.stores import open_test_store
 
 pytestmark = pytest.mark.timeout(60)
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -26,7 +26,7 @@ READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 @contextlib.asynccontextmanager
 async def serving(tmp_path, **kwargs: Any) -> AsyncIterator[tuple[Outbox, str]]:
-    store = Store.open(tmp_path / "sse.db")
+    store = open_test_store(tmp_path / "sse.db")
     outbox = Outbox(store.db)
     app = create_app(store, outbox, tokens={SYNC_TOKEN: ["sync"], READ_TOKEN: ["read"]}, **kwargs)
     port = free_port()

@@ -17,6 +17,7 @@ from dockgate.gateway.store import Database, NewAlert, Store
 from dockgate.gateway.store._schema import MIGRATIONS
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 SYNC = {"Authorization": f"Bearer {SYNC_TOKEN}"}
@@ -107,7 +108,7 @@ def seed_site(store: Store, clock: Clock) -> None:
 @pytest.fixture
 async def site(tmp_path) -> AsyncIterator[tuple[Store, httpx.AsyncClient]]:
     clock = Clock()
-    store = Store.open(tmp_path / "filters.db", clock=clock)
+    store = open_test_store(tmp_path / "filters.db", clock=clock)
     seed_site(store, clock)
     async with client_of(store) as client:
         yield store, client
@@ -367,7 +368,7 @@ async def walk(client: httpx.AsyncClient, path: str, **params: Any) -> list[int]
 async def crowd(tmp_path) -> AsyncIterator[tuple[Store, httpx.AsyncClient]]:
     """37 riders, 37 vehicles, 37 trips and 37 resolved alerts, sort keys often equal."""
     clock = Clock()
-    store = Store.open(tmp_path / "crowd.db", clock=clock)
+    store = open_test_store(tmp_path / "crowd.db", clock=clock)
     store.topology.upsert_network(1, "Strasbourg")
     for i in range(1, 38):
         store.riders.upsert(i, email=f"r{i}@example.org")

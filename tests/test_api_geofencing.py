@@ -21,6 +21,7 @@ from dockgate.gateway.store import Store
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
 from tests.support.dashboard import body, seed_bundle
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNC = {"Authorization": f"Bearer {SYNC_TOKEN}"}
@@ -64,7 +65,7 @@ class Gateway:
 
 
 async def _gateway(tmp_path: Path, limits: ApiLimits | None = None) -> AsyncIterator[Gateway]:
-    store = Store.open(tmp_path / "api.db")
+    store = open_test_store(tmp_path / "api.db")
     seed_fleet(store)
     outbox = Outbox(store.db)
     tokens = {SYNC_TOKEN: ["sync"], READ_TOKEN: ["read"]}

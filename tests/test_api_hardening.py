@@ -35,6 +35,7 @@ from dockgate.sim.sdm import SdmTag
 from dockgate.sim.services import free_port, wait_for_port
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
 from tests.support.fleet import seed_fleet
+from tests.support.stores import database_target, open_test_store
 
 pytestmark = pytest.mark.timeout(120)
 SYNC = {"Authorization": f"Bearer {SYNC_TOKEN}"}
@@ -47,7 +48,7 @@ MIB = 1024 * 1024
 @contextlib.contextmanager
 def serving(tmp_path: Path, **options: Any) -> Iterator[tuple[httpx.Client, Store]]:
     """The app under uvicorn (``server_config``: the daemon's limits) in a thread."""
-    store = Store.open(tmp_path / "api.db")
+    store = open_test_store(tmp_path / "api.db")
     seed_fleet(store)
     app = create_app(
         store, Outbox(store.db), tokens={SYNC_TOKEN: ["sync"], READ_TOKEN: ["read"]}, **options
@@ -116,8 +117,9 @@ def test_anonymous_100mb_posts_are_refused_401_unread(tmp_path: Path) -> None:
     what socket buffers hold onto the wire. Reading the bodies first took 128 -> 914 MB."""
     port = free_port()
     root = Path(__file__).resolve().parent.parent
+    target = database_target(tmp_path / "api.db")
     server = subprocess.Popen(
-        [sys.executable, "-c", _SERVER, str(tmp_path / "api.db"), str(port), SYNC_TOKEN],
+        [sys.executable, "-c", _SERVER, target, str(port), SYNC_TOKEN],
         cwd=root,
     )
     try:

@@ -14,14 +14,14 @@ import pytest
 from dockgate.api import API_PREFIX, create_app
 from dockgate.api.status import status_router
 from dockgate.gateway.outbox import Outbox
-from dockgate.gateway.store import Store
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 
 SYNC = {"Authorization": f"Bearer {SYNC_TOKEN}"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 EITHER_TOKEN = [{"bearer": []}, {"private_token": []}]
-PUBLIC = {"/health", "/metrics", "/gbfs/{feed}.json", "/status/public/snapshot"}
+PUBLIC = {"/health", "/health/leader", "/metrics", "/gbfs/{feed}.json", "/status/public/snapshot"}
 
 
 async def empty_snapshot() -> dict[str, Any]:
@@ -30,7 +30,7 @@ async def empty_snapshot() -> dict[str, Any]:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Any]]]:
-    store = Store.open(tmp_path / "api.db")
+    store = open_test_store(tmp_path / "api.db")
     seed_fleet(store)
     app = create_app(
         store,

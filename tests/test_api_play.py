@@ -23,6 +23,7 @@ from dockgate.gateway.store import Store
 from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 
 SYNC = {"Authorization": f"Bearer {SYNC_TOKEN}"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -61,7 +62,7 @@ class Gateway:
 
 
 def _gateway(tmp_path: Path, keys: dict[str, str]) -> Gateway:
-    store = Store.open(tmp_path / "api.db")
+    store = open_test_store(tmp_path / "api.db")
     seed_fleet(store)
     replay = ReplayStore(tmp_path / "replay.db")
     verifier = SunVerifier(SunSettings(key_sets={"default": keys}), replay)

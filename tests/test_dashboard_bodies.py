@@ -27,11 +27,11 @@ from dockgate.gateway.rules import (
 )
 from dockgate.gateway.rules.config import content_id
 from dockgate.gateway.rules.pricing import pricing_at, trip_cost
-from dockgate.gateway.store import Store
 from tests.plugins.flow import SITE_A, FlowRig, telemetry, until
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
 from tests.support.dashboard import body, seed_bundle
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config" / "rules" / "demo-milano.json"
@@ -54,7 +54,7 @@ def check(tmp_path: Path, doc: dict[str, Any], *extra: str) -> subprocess.Comple
 
 @pytest.fixture
 async def api(tmp_path: Path):
-    store = Store.open(tmp_path / "api.db")
+    store = open_test_store(tmp_path / "api.db")
     seed_fleet(store)  # one network: 1
     app = create_app(store, Outbox(store.db), tokens={SYNC_TOKEN: ["sync"], READ_TOKEN: ["read"]})
     transport = httpx.ASGITransport(app=app)

@@ -16,7 +16,7 @@ from dockgate.gateway.protocol import AlarmEvent, PowerEvent, VehicleEvent, now_
 from dockgate.gateway.rules.pricing import pricing_at, trip_cost
 from tests.plugins.flow import SITE_A, SITE_B, FlowRig, station, telemetry, until, vehicle
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.engines("sqlite", "postgresql")]
 
 
 def between(a: tuple[float, float], b: tuple[float, float], f: float) -> tuple[float, float]:

@@ -29,8 +29,11 @@ from dockgate.gateway.protocol import (
     encode,
 )
 from dockgate.gateway.rules import RulesEngine, load_bundle
-from dockgate.gateway.store import Database, Store
+from dockgate.gateway.store import Store
 from tests.plugins.flow import BUNDLE, FakePort
+from tests.support.stores import open_test_database
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 SITE_A = (45.4642, 9.2015)  # outside the "Centro storico" speed zone
 SITE_B = (45.4642, 9.1960)  # inside it (15 km/h)
@@ -118,7 +121,7 @@ def messages() -> list[DeviceMessage]:
 
 async def run(path: Path, msgs: list[DeviceMessage], batch: int | None) -> dict[str, Any]:
     """Feed ``msgs`` one by one (``batch=None``) or in batches; everything the flow left."""
-    db = Database(path)
+    db = open_test_database(path)
     store = Store(db, clock=clock)
     outbox = Outbox(db, clock=clock, limits={Priority.STATE: 4}, max_pending=25)
     world(store)

@@ -10,12 +10,16 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from dockgate.gateway.flow import CommandRunner, tap_key
 from dockgate.gateway.flow._commands import build_command
 from dockgate.gateway.store import JournalEntry
 from dockgate.sim.sdm import SdmTag
 from tests.plugins.flow import READER_A, READER_B, FlowRig, new_uid, until
 from tests.support.taps import CLONE_REASONS, FILE, META, event
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 async def test_each_refusal_is_recorded_and_shown_to_the_rider(rig: FlowRig) -> None:

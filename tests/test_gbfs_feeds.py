@@ -22,6 +22,7 @@ from dockgate.gateway.daemon.settings import ConfigError, load_settings
 from dockgate.gateway.outbox import Outbox
 from dockgate.gateway.store import Store
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 
 SCHEMAS = Path(__file__).parent / "data" / "gbfs-json-schema" / "v3.0"
 RULES = Path(__file__).resolve().parent.parent / "config" / "rules"
@@ -88,7 +89,7 @@ def client_for(store: Store, **gbfs: Any) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[tuple[Store, httpx.AsyncClient]]:
-    store = Store.open(tmp_path / "gbfs.db")
+    store = open_test_store(tmp_path / "gbfs.db")
     seed_fleet(store)
     store.bundles.save(1, "gbfs", gbfs_bundle(zone("Old town", OLD_TOWN_RULES)))
     async with client_for(store) as client:
@@ -98,7 +99,7 @@ async def site(tmp_path: Path) -> AsyncIterator[tuple[Store, httpx.AsyncClient]]
 @pytest.fixture
 async def milano(tmp_path: Path) -> AsyncIterator[tuple[Store, httpx.AsyncClient]]:
     """The same fleet under the Milan dashboard bundle (its stations are outside its border)."""
-    store = Store.open(tmp_path / "milano.db")
+    store = open_test_store(tmp_path / "milano.db")
     seed_fleet(store)
     store.bundles.save(1, "dashboard", json.loads((RULES / "demo-milano.json").read_text()))
     async with client_for(store) as client:
@@ -183,7 +184,7 @@ async def test_vehicle_ids_rotate_per_trip(site) -> None:
 
 
 async def test_links_follow_the_address_the_feeds_are_read_at(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "links.db")
+    store = open_test_store(tmp_path / "links.db")
     seed_fleet(store)
     async with client_for(store) as client:
         for host in ("http://gw", "http://10.1.2.3:8443"):
@@ -243,7 +244,7 @@ async def test_motorised_vehicles_have_a_type_and_a_range(milano) -> None:
 
 
 async def test_configured_vehicle_types(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "types.db")
+    store = open_test_store(tmp_path / "types.db")
     seed_fleet(store)
     store.vehicles.upsert(9, 1, "SN000009", vehicle_type="bike", battery=40, lat=48.58, lon=7.73)
     bike = VehicleTypeSettings(id="bike", form_factor="bicycle", propulsion_type="human")
@@ -266,7 +267,7 @@ async def test_time_zone_is_the_bundles(site, milano, tmp_path: Path) -> None:
     assert info["timezone"] == "Europe/Rome"
     _, client = site  # a GBFS bundle names no time zone: the settings', else UTC
     assert (await get(client, "system_information"))["data"]["timezone"] == "Etc/UTC"
-    store = Store.open(tmp_path / "tz.db")
+    store = open_test_store(tmp_path / "tz.db")
     store.bundles.save(1, "gbfs", gbfs_bundle())
     async with client_for(store, timezone="Europe/Paris") as paris:
         assert (await get(paris, "system_information"))["data"]["timezone"] == "Europe/Paris"
@@ -274,7 +275,7 @@ async def test_time_zone_is_the_bundles(site, milano, tmp_path: Path) -> None:
 
 async def test_a_gbfs_bundle_is_published_as_given_with_its_current_zones(tmp_path) -> None:
     now = time.time()
-    store = Store.open(tmp_path / "timed.db")
+    store = open_test_store(tmp_path / "timed.db")
     seed_fleet(store)
     doc = gbfs_bundle(
         zone("Market", [rule(False, False, True, 8)], start=now - 3600, end=now + 600),

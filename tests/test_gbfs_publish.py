@@ -27,7 +27,7 @@ from dockgate.api.gbfs import GbfsFeeds, GbfsSettings, GbfsSources
 from dockgate.api.gbfs_fleet import VehicleTypeSettings
 from dockgate.gateway.rules import RuleBundle, RulesEngine, Trip, VehicleState, load_bundle
 from dockgate.gateway.rules.geometry import polygon_from_shape
-from dockgate.gateway.store import Store
+from tests.support.stores import open_test_store
 
 RULES = Path(__file__).resolve().parent.parent / "config" / "rules"
 AT = time.time()
@@ -250,7 +250,7 @@ def published(
             ),
         ]
     )
-    store = Store.open(tmp_path / "feeds.db", clock=lambda: AT)
+    store = open_test_store(tmp_path / "feeds.db", clock=lambda: AT)
     feeds = GbfsFeeds(store, settings, GbfsSources(lambda: bundle, occupancy))
     fence = feeds.feed("geofencing_zones", "http://gw/gbfs")["data"]
     types = feeds.feed("vehicle_types", "http://gw/gbfs")["data"]["vehicle_types"]

@@ -39,6 +39,7 @@ from dockgate.sim.scooter import ScooterSim
 from dockgate.sim.services.mosquitto import Mosquitto
 from dockgate.sim.station import StationSim
 from tests.support.fleet import seed_fleet
+from tests.support.stores import open_test_store
 from tests.support.system_harness import DaemonProcess, StationConf, until
 
 RULES = Path(__file__).resolve().parent.parent / "config" / "rules"
@@ -196,7 +197,7 @@ async def fetch_all(client: httpx.AsyncClient | httpx.Client) -> Feeds:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[Store, httpx.AsyncClient]]:
-    store = Store.open(tmp_path / "cross.db")
+    store = open_test_store(tmp_path / "cross.db")
     seed_fleet(store)
     store.bundles.save(1, "dashboard", json.loads((RULES / "demo-milano.json").read_text()))
     app = create_app(store, Outbox(store.db), tokens={"x" * 16: ["read"]})

@@ -1,21 +1,26 @@
-"""The durable outbox: cursors, idempotency, priority classes, bounds, drops, durability."""
+"""The durable outbox: cursors, idempotency, priority classes, bounds, drops, durability; on
+both engines."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dockgate.gateway.outbox import Outbox, Priority
-from dockgate.gateway.store import Database
+from tests.support.stores import database_target, open_test_database
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 def make(tmp_path, **kwargs) -> Outbox:
-    return Outbox(Database(tmp_path / "outbox.db"), **kwargs)
+    return Outbox(open_test_database(tmp_path / "outbox.db"), **kwargs)
 
 
 def test_cursors_increase_and_pages_follow_them(tmp_path) -> None:
@@ -47,6 +52,26 @@ def test_ack_forgets_and_cursors_never_reuse(tmp_path) -> None:
     box.ack(10)
     assert box.append("e", 1, idempotency_key="new") == 11
     assert box.ack(3) == 0  # acking an older cursor again is harmless
+
+
+def test_a_reader_never_sees_an_event_appear_behind_its_cursor(tmp_path) -> None:
+    """One writer commits in cursor order, so what a reader has seen is never preceded by
+    an event committed later; a rolled-back append is never seen (on PostgreSQL its number
+    stays unused: a sequence does not give numbers back; SQLite's counter rolls back)."""
+    box = make(tmp_path)
+    seen = [e.cursor for e in box.read(0)]
+    for n in range(6):
+        if n == 3:
+            with contextlib.suppress(RuntimeError), box.db.transaction():
+                box.append("e", n, idempotency_key="undone", priority=Priority.OUTCOME)
+                raise RuntimeError("rolled back")
+        box.append("e", n, idempotency_key=f"k{n}", priority=Priority.OUTCOME)
+        page = box.read(seen[-1] if seen else 0)
+        assert [e.cursor for e in box.read(0)] == seen + [e.cursor for e in page]
+        seen += [e.cursor for e in page]
+    assert seen == sorted(set(seen)) and len(seen) == 6
+    assert "undone" not in {e.idempotency_key for e in box.read(0)}
+    assert box.last_cursor == seen[-1] and box.pending()[Priority.OUTCOME] == 6
 
 
 def test_state_compacts_by_key_and_counts_it(tmp_path) -> None:
@@ -156,8 +181,8 @@ def test_events_survive_sigkill(tmp_path) -> None:
     script = textwrap.dedent(f"""
         import os, signal, sys
         from dockgate.gateway.outbox import Outbox, Priority
-        from dockgate.gateway.store import Database
-        box = Outbox(Database({str(path)!r}))
+        from dockgate.gateway.store import open_database
+        box = Outbox(open_database({database_target(path)!r}))
         for i in range(500):
             box.append("e", i, idempotency_key=f"k{{i}}", priority=Priority.OUTCOME)
             if i == 300:
@@ -172,7 +197,7 @@ def test_events_survive_sigkill(tmp_path) -> None:
         timeout=60,
     )
     assert proc.returncode == -9 and proc.stdout.strip() == "300"
-    box = Outbox(Database(path))
+    box = Outbox(open_test_database(path))
     assert [e.payload for e in box.read(0, 1000)] == list(range(301))
     assert box.pending()[Priority.OUTCOME] == 301
     assert box.last_cursor == 301
@@ -222,3 +247,19 @@ def test_typed_events_store_their_fields_in_order_under_their_kind_and_class(tmp
         b'"trip_id":7,"state":"acked","status":"done","reason":null,"attempts":1,"at":3.0}',
         b'{"station_id":100,"spot":2,"serial":"SXB001","vehicle_id":1,"at":4.0}',
     ]
+
+
+def test_a_rolled_back_append_leaves_no_gap_in_the_cursors(tmp_path) -> None:
+    """A backend reading by cursor cannot tell a skipped number from a lost event: an append
+    whose transaction rolls back (a killed leader, a refused batch) gives its cursors back,
+    on PostgreSQL too, whose sequences never do."""
+    box = make(tmp_path)
+    first = box.append_many([("a", {}, f"k{i}", Priority.STATE, None) for i in range(3)])
+    with contextlib.suppress(RuntimeError), box.db.transaction():
+        box.append_many([("a", {}, f"lost{i}", Priority.STATE, None) for i in range(5)])
+        raise RuntimeError("the batch fails after its appends")
+    after = box.append("a", {}, idempotency_key="k-next")
+    assert first == [1, 2, 3]
+    assert after == 4
+    assert [e.cursor for e in box.read(0)] == [1, 2, 3, 4]
+    assert box.last_cursor == 4

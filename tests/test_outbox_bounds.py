@@ -20,6 +20,7 @@ from tests.plugins.flow import SITE_A, SITE_B, FlowRig, telemetry, until, vehicl
 OUTAGE_ALERTS = 30  # critical alerts while the backend is away: six times max_pending
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 async def test_an_outage_past_max_pending_loses_no_trip_and_no_command_outcome(
     rig: FlowRig,
 ) -> None:
@@ -68,6 +69,7 @@ async def test_an_outage_past_max_pending_loses_no_trip_and_no_command_outcome(
     assert rig.outbox.pending()[Priority.STATE] == 0  # alerts and outcomes alone pass the bound
 
 
+@pytest.mark.engines("sqlite")  # class 3 was only ever in SQLite files
 def test_old_telemetry_class_events_join_state_with_their_counters(tmp_path: Path) -> None:
     """A database of an earlier version, with events in the removed class 3, opens: they
     are STATE events now, counted there, still served in order."""

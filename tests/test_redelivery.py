@@ -27,10 +27,11 @@ from dockgate.gateway.protocol import (
     encode,
     now_ms,
 )
-from dockgate.gateway.store import Database, Inbox, Store
+from dockgate.gateway.store import Inbox, Store
 from tests.plugins.flow import SITE_A, SITE_B, FlowRig, message, station, telemetry, vehicle
+from tests.support.stores import open_test_database
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.engines("sqlite", "postgresql")]
 
 
 def power(kind: str, ts: int) -> Any:
@@ -198,7 +199,7 @@ async def test_an_unknown_vehicle_joins_in_its_message_transaction(
 
 def test_identities_are_pruned_by_age_and_bounded(tmp_path: Path) -> None:
     now = [1000.0]
-    db = Database(tmp_path / "inbox.db")
+    db = open_test_database(tmp_path / "inbox.db")
     Store(db)  # migrated
     inbox = Inbox(db, lambda: now[0], ttl=60.0, max_identities=3)
     for i in range(5):

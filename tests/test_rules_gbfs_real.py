@@ -34,7 +34,7 @@ from dockgate.api import create_app
 from dockgate.gateway.cli.app import app as cli
 from dockgate.gateway.outbox import Outbox
 from dockgate.gateway.rules import RuleBundle, explain, load_bundle
-from dockgate.gateway.store import Store
+from tests.support.stores import open_test_store
 
 FEEDS = Path(__file__).parent / "data" / "gbfs-feeds"
 NOW = 1_750_000_000.0  # 2025-06-15
@@ -361,7 +361,7 @@ def test_cli_check_prints_every_warning_and_succeeds() -> None:
 
 
 async def test_bundle_push_answer_lists_the_warnings(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "push.db")
+    store = open_test_store(tmp_path / "push.db")
     token = "s" * 16
     app = create_app(store, Outbox(store.db), tokens={token: ["sync"]})
     body = json.loads((FEEDS / "otp-almere-3.0.json").read_text())

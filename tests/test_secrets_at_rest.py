@@ -2,7 +2,8 @@
 row, re-sealed by rotation; the state directory and its files closed to other users.
 
 The keys go in through the real API (in-process over ASGI) or the store, and the test reads the
-database file's raw bytes (and its WAL) for them: hex, upper-case hex, raw bytes.
+database file's raw bytes (and its WAL) for them: hex, upper-case hex, raw bytes; on
+PostgreSQL (the tests marked ``engines``) every row of every table, as text.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from dockgate.gateway.sealing import (
     parse_kek,
     read_kek_file,
 )
-from dockgate.gateway.store import Database, Store, migrate
+from dockgate.gateway.store import Database, Store, migrate, open_database
 from tests.support.api import READ_TOKEN, SYNC_TOKEN
+from tests.support.stores import database_target, engine, open_test_store
 
 SYNC = {"Authorization": f"Bearer {SYNC_TOKEN}"}
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
@@ -51,6 +53,27 @@ def raw_state(db_path: Path) -> bytes:
     """The database file's bytes and its WAL's (if any): everything SQLite wrote."""
     wal = db_path.with_name(db_path.name + "-wal")
     return db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def held(db_path: Path) -> bytes:
+    """Everything the test's database holds: the SQLite file's bytes (and its WAL's), or
+    every row of every table of the PostgreSQL database standing for ``db_path``, as text."""
+    if engine() == "sqlite":
+        return raw_state(db_path)
+    db = open_database(database_target(db_path))
+    try:
+        tables = db.conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+        rows = [
+            row[0]
+            for (table,) in tables
+            for row in db.conn.execute(f"SELECT CAST(t AS TEXT) FROM {table} t").fetchall()
+        ]
+    finally:
+        db.close()
+    assert any("sealed1:" in row for row in rows) or not rows  # it does read the rows
+    return "\n".join(rows).encode()
 
 
 def assert_absent(keys: list[bytes], haystack: bytes | str) -> None:
@@ -102,11 +125,12 @@ def make_old_database(
 
 
 # -- through the API ----------------------------------------------------------------------------
+@pytest.mark.engines("sqlite", "postgresql")
 async def test_keys_pushed_through_the_api_never_reach_the_database_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     record_key, tag_key = os.urandom(16), os.urandom(16)
-    store = Store.open(tmp_path / "api.db")
+    store = open_test_store(tmp_path / "api.db")
     app = create_app(store, Outbox(store.db), tokens={SYNC_TOKEN: ["sync"], READ_TOKEN: ["read"]})
     caplog.set_level(logging.DEBUG)
     transport = httpx.ASGITransport(app=app)
@@ -129,24 +153,25 @@ async def test_keys_pushed_through_the_api_never_reach_the_database_file(
         assert_absent([record_key, tag_key], response.text)
 
     db_path = tmp_path / "api.db"
-    assert_absent([record_key, tag_key], raw_state(db_path))  # the WAL still holds the writes
+    assert_absent([record_key, tag_key], held(db_path))  # the WAL still holds the writes
     stored = store.db.conn.execute("SELECT key_secret FROM records").fetchone()[0]
     assert stored.startswith("sealed1:")
     assert store.records.key(record_id) == record_key.hex()
     assert store.tag_keys.get("default") == tag_key
     store.close()
-    assert_absent([record_key, tag_key], raw_state(db_path))
+    assert_absent([record_key, tag_key], held(db_path))
     assert_absent([record_key, tag_key], caplog.text)
     # the store's default KEK: generated beside the database, for its owner only
     kek_file = tmp_path / "kek"
     assert stat.S_IMODE(kek_file.stat().st_mode) == 0o600
-    assert Store.open(db_path).tag_keys.get("default") == tag_key  # the same KEK, found again
+    assert open_test_store(db_path).tag_keys.get("default") == tag_key  # the same KEK, again
 
 
 # -- sealing --------------------------------------------------------------------------------------
+@pytest.mark.engines("sqlite", "postgresql")
 def test_a_sealed_key_opens_only_in_its_own_row(tmp_path: Path) -> None:
     key_a, key_b = os.urandom(16), os.urandom(16)
-    store = Store.open(tmp_path / "s.db", keyring=Keyring.of(new_kek()))
+    store = open_test_store(tmp_path / "s.db", keyring=Keyring.of(new_kek()))
     product = store.products.create("card")
     first = store.records.create(product, token_encryption="aes-128", key=key_a.hex())
     second = store.records.create(product, token_encryption="aes-128", key=key_b.hex())
@@ -170,8 +195,9 @@ def test_a_sealed_key_opens_only_in_its_own_row(tmp_path: Path) -> None:
         store.sealed_keys.check()
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_each_seal_is_fresh_and_a_rotated_tag_key_keeps_its_version(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "v.db", keyring=Keyring.of(new_kek()))
+    store = open_test_store(tmp_path / "v.db", keyring=Keyring.of(new_kek()))
     key = os.urandom(16)
     assert store.tag_keys.set("default", key) == 1
     first = store.db.conn.execute("SELECT key FROM tag_keys").fetchone()[0]
@@ -181,6 +207,7 @@ def test_each_seal_is_fresh_and_a_rotated_tag_key_keeps_its_version(tmp_path: Pa
     assert store.tag_keys.get("default") == key and store.tag_keys.get("none") is None
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_a_wrong_kek_is_named_and_never_shown(tmp_path: Path, restore_umask: None) -> None:
     data_dir = tmp_path / "state"
     secret = os.urandom(32)
@@ -190,18 +217,23 @@ def test_a_wrong_kek_is_named_and_never_shown(tmp_path: Path, restore_umask: Non
     secure.tag_keys.set("default", key)
     secure.close()
     with pytest.raises(KekError) as caught:
-        open_store(data_dir, wrong)
+        open_store(data_dir, wrong, url(data_dir))
     message = str(caught.value)
     assert f"sealed under KEK {right.id}" in message and f"is {wrong.id}" in message
     assert "KEK file wrong" in message and "dockgate keys rotate" in message
     assert_absent([key], message)
     assert right.id in repr(right) and secret.hex() not in repr(right) + message
-    assert open_store(data_dir, right).tag_keys.get("default") == key
+    assert open_store(data_dir, right, url(data_dir)).tag_keys.get("default") == key
+
+
+def url(data_dir: Path) -> str | None:
+    """The daemon's ``[store] url`` for the test's engine (None: the file in ``data_dir``)."""
+    return None if engine() == "sqlite" else database_target(data_dir / DATABASE)
 
 
 def open_store_in(data_dir: Path, kek: Kek) -> Store:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return open_store(data_dir, kek)
+    return open_store(data_dir, kek, url(data_dir))
 
 
 # -- an older database ----------------------------------------------------------------------------
@@ -252,8 +284,9 @@ def test_sealing_overwrites_the_plaintext_where_sqlite_would_keep_it(tmp_path: P
     store.close()
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_plaintext_that_appears_later_is_refused_not_used(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "p.db", keyring=Keyring.of(new_kek()))
+    store = open_test_store(tmp_path / "p.db", keyring=Keyring.of(new_kek()))
     product = store.products.create("card")
     record = store.records.create(product, key="00" * 16)
     store.db.conn.execute("UPDATE records SET key_secret=? WHERE id=?", ("11" * 16, record))
@@ -274,17 +307,23 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_rotation_reseals_every_key_and_retires_the_old_kek(
     tmp_path: Path, restore_umask: None
 ) -> None:
     config = tmp_path / "dockgate.toml"
-    config.write_text('[site]\ndata_dir = "state"\n[secrets]\nkek_file = "old.kek"\n')
+    store_url = url(tmp_path / "state")
+    config.write_text(
+        '[site]\ndata_dir = "state"\n[secrets]\nkek_file = "old.kek"\n'
+        + (f'[store]\nurl = "{store_url}"\n' if store_url else "")
+    )
     made = run_cli("generate", "old.kek", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     old = read_kek_file(tmp_path / "old.kek")
     assert stat.S_IMODE((tmp_path / "old.kek").stat().st_mode) == 0o600
     keys = [os.urandom(16) for _ in range(3)]
-    store = open_state(tmp_path / "state", load_settings(config).secrets)
+    settings = load_settings(config)
+    store = open_state(tmp_path / "state", settings.secrets, settings.store)
     product = store.products.create("card")
     records = [store.records.create(product, key=k.hex()) for k in keys]
     store.tag_keys.set("default", keys[0])
@@ -301,12 +340,12 @@ def test_rotation_reseals_every_key_and_retires_the_old_kek(
     assert_absent(keys, rotated.stdout + rotated.stderr)
 
     with pytest.raises(KekError, match=f"sealed under KEK {new.id}"):
-        open_store(tmp_path / "state", old)  # the old KEK opens nothing any more
-    store = open_store(tmp_path / "state", new)
+        open_store(tmp_path / "state", old, store_url)  # the old KEK opens nothing any more
+    store = open_store(tmp_path / "state", new, store_url)
     assert [store.records.key(r) for r in records] == [k.hex() for k in keys]
     assert store.tag_keys.get("default") == keys[0]
     store.close()
-    assert_absent(keys, raw_state(tmp_path / "state" / DATABASE))
+    assert_absent(keys, held(tmp_path / "state" / DATABASE))
 
     # the config still names the old KEK: rotating again from it is refused, nothing changes
     again = run_cli("rotate", "-c", "dockgate.toml", "--new-kek-file", "new.kek", cwd=tmp_path)
@@ -322,12 +361,13 @@ def test_rotation_reseals_every_key_and_retires_the_old_kek(
         cwd=tmp_path,
     )
     assert back.returncode == 0, back.stderr
-    assert open_store(tmp_path / "state", old).sealed_keys.check() == 4
+    assert open_store(tmp_path / "state", old, store_url).sealed_keys.check() == 4
 
 
+@pytest.mark.engines("sqlite", "postgresql")
 def test_rotation_is_one_transaction(tmp_path: Path) -> None:
     old, new = new_kek(), new_kek()
-    store = Store.open(tmp_path / "r.db", keyring=Keyring.of(old))
+    store = open_test_store(tmp_path / "r.db", keyring=Keyring.of(old))
     product = store.products.create("card")
     good = store.records.create(product, key="aa" * 16)
     damaged = store.records.create(product, key="bb" * 16)
@@ -481,3 +521,25 @@ def test_an_in_memory_store_seals_under_a_kek_of_its_own() -> None:
     assert store.tag_keys.get("default") == b"\x01" * 16
     sealed = store.db.conn.execute("SELECT key FROM tag_keys").fetchone()[0]
     assert isinstance(sealed, str) and sealed.startswith("sealed1:")
+
+
+@pytest.mark.engines("postgresql")
+def test_a_postgresql_store_keeps_its_kek_beside_it_never_in_it(tmp_path: Path) -> None:
+    """The KEK of a store on a server comes from the data directory it was opened with (or
+    the daemon's ``[secrets]``); without one, a key is refused rather than sealed under a KEK
+    kept in the very database it protects."""
+    target = database_target(tmp_path / "pg.db")
+    keyless = Store(open_database(target))
+    with pytest.raises(KekError, match="never kept in the database"):
+        keyless.tag_keys.set("default", os.urandom(16))
+    keyless.close()
+    key = os.urandom(16)
+    store = Store(open_database(target, data_dir=tmp_path / "local"))
+    store.tag_keys.set("default", key)
+    kek_hex = (tmp_path / "local" / "kek").read_text().strip()
+    assert mode(tmp_path / "local" / "kek") == 0o600
+    store.close()
+    assert_absent([key, bytes.fromhex(kek_hex)], held(tmp_path / "pg.db"))
+    again = Store(open_database(target, data_dir=tmp_path / "local"))
+    assert again.tag_keys.get("default") == key
+    again.close()

@@ -1,4 +1,8 @@
-"""The SQLite state store: migrations, fleet state, trips, the command journal, alerts."""
+"""The state store on both engines: migrations, fleet state, trips, the command journal, alerts.
+
+Every test runs on SQLite and on PostgreSQL (``engines``), but for those about what only an
+SQLite file has (its pragmas, the histories of its earlier versions).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ from dockgate.gateway.store import (
 )
 from dockgate.gateway.store._schema import MIGRATIONS
 from tests.support.fleet import seed_fleet
+from tests.support.stores import engine, open_test_database, open_test_store
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 
 class Clock:
@@ -33,31 +40,32 @@ class Clock:
 
 @pytest.fixture
 def store(tmp_path) -> Store:
-    s = Store.open(tmp_path / "state.db", clock=Clock())
+    s = open_test_store(tmp_path / "state.db", clock=Clock())
     seed_fleet(s)
     return s
 
 
-def test_database_is_wal_and_versioned(store: Store) -> None:
-    assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.version("store") == len(MIGRATIONS) == 9
+def test_database_is_versioned_and_an_sqlite_file_is_wal(store: Store) -> None:
+    if engine() == "sqlite":
+        assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.version("store") == len(MIGRATIONS) == 11
 
 
 def test_reopening_keeps_data_and_does_not_remigrate(tmp_path) -> None:
-    s = Store.open(tmp_path / "a.db")
+    s = open_test_store(tmp_path / "a.db")
     seed_fleet(s)
     s.db.close()
-    again = Store.open(tmp_path / "a.db")
-    assert again.db.version("store") == 9
+    again = open_test_store(tmp_path / "a.db")
+    assert again.db.version("store") == 11
     assert [v.serial_number for v in again.vehicles.all()][:2] == ["SN000001", "SN000002"]
 
 
 def test_newer_schema_is_refused(tmp_path) -> None:
-    s = Store.open(tmp_path / "b.db")
+    s = open_test_store(tmp_path / "b.db")
     s.db.conn.execute("UPDATE schema_version SET version=99 WHERE component='store'")
     s.db.close()
     with pytest.raises(StoreError, match="newer than this code"):
-        Store.open(tmp_path / "b.db")
+        open_test_store(tmp_path / "b.db")
 
 
 def test_stations_carry_spots_and_docked_vehicles(store: Store) -> None:
@@ -151,13 +159,29 @@ def test_command_runner_settles_a_burst_in_one_transaction(tmp_path) -> None:
     from dockgate.gateway.flow import CommandRunner
     from dockgate.gateway.protocol import DeviceRef
 
-    db = Database(tmp_path / "s.sqlite3")
+    db = open_test_database(tmp_path / "s.sqlite3")
     store, outbox = Store(db), Outbox(db)
     begins = []
-    db.conn.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else 0)
+    enter = db.enter_transaction
+
+    def counting_begins() -> bool:  # the outermost entry is the one that issues BEGIN
+        outer = enter()
+        if outer:
+            begins.append(db.BEGIN)
+        return outer
+
+    db.enter_transaction = counting_begins  # type: ignore[method-assign]
+
+    sent: list[object] = []
+    burst_sent = asyncio.Event()
 
     async def send(device, command):
-        await asyncio.sleep(0.01)
+        # the burst's sends all end together, once the last is out: however long each mark
+        # as sent took to commit (a round trip to a server, on PostgreSQL)
+        sent.append(command)
+        if len(sent) == 20:
+            burst_sent.set()
+        await (burst_sent.wait() if len(sent) <= 20 else asyncio.sleep(0.01))
         return SimpleNamespace(status="accepted", reason=None, attempts=1)
 
     async def main() -> None:
@@ -259,6 +283,7 @@ def test_bundles_must_increase(store: Store) -> None:
     assert store.bundles.current().body == {"a": 1}
 
 
+@pytest.mark.engines("sqlite")
 def test_database_rejects_bad_synchronous_mode(tmp_path) -> None:
     with pytest.raises(StoreError):
         Database(tmp_path / "c.db", synchronous="sometimes")
@@ -285,13 +310,31 @@ def test_vehicle_leaving_without_rental_frees_its_spot(store: Store) -> None:
         store.vehicles.undock_spot(99_999)
 
 
+def test_a_failed_statement_rolls_its_transaction_back(tmp_path) -> None:
+    db = open_test_database(tmp_path / "e.db")
+    Store(db)
+    with pytest.raises(Exception, match="nowhere"), db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO riders(id, credit, first_purchase_done, updated_at) VALUES (1, 0, 0, 0)"
+        )
+        conn.execute("SELECT * FROM nowhere")
+    assert db.depth == 0 and not db.conn.in_transaction
+    with db.transaction() as conn:  # the failed transaction left nothing open, kept nothing
+        assert conn.execute("SELECT count(*) FROM riders").fetchone()[0] == 0
+
+
 def test_vehicle_by_serial_uses_an_index(store: Store) -> None:
     assert store.vehicles.by_serial("SN000003").id == 3
     assert store.vehicles.by_serial("nope") is None
+    if engine() == "sqlite":
+        explain, indexed = "EXPLAIN QUERY PLAN", "USING INDEX"
+    else:  # a table this small is scanned unless scans are ruled out
+        store.db.conn.execute("SET enable_seqscan = off")
+        explain, indexed = "EXPLAIN", "Index Scan"
     plan = store.db.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT * FROM vehicles WHERE serial_number = ?", ("x",)
+        f"{explain} SELECT * FROM vehicles WHERE serial_number = ?", ("x",)
     ).fetchall()
-    assert any("USING INDEX" in str(tuple(r)) for r in plan), [tuple(r) for r in plan]
+    assert any(indexed in str(tuple(r)) for r in plan), [tuple(r) for r in plan]
 
 
 def test_hold_start_is_recorded_and_every_hold_counted(store: Store) -> None:
@@ -317,7 +360,9 @@ def test_hold_start_is_recorded_and_every_hold_counted(store: Store) -> None:
 
 def test_idempotency_keys_expire_and_are_bounded(tmp_path) -> None:
     clock = Clock()
-    s = Store.open(tmp_path / "idem.db", clock=clock, idempotency_ttl=60.0, idempotency_max=100)
+    s = open_test_store(
+        tmp_path / "idem.db", clock=clock, idempotency_ttl=60.0, idempotency_max=100
+    )
     s.idempotency.remember("POST /x", "k1", "f1", '{"a":1}')
     assert s.idempotency.response("POST /x", "k1").response == '{"a":1}'
     s.idempotency.remember("POST /x", "k1", "f2", '{"a":2}')  # still fresh: the first answer stays
@@ -397,6 +442,7 @@ OLD_FLOW = """
 """
 
 
+@pytest.mark.engines("sqlite")  # those histories were only ever in SQLite files
 def test_a_database_of_the_separate_histories_reaches_the_one_history(tmp_path: Path) -> None:
     """Store, outbox and flow had a history each; their data is kept, one history remains."""
     path = tmp_path / "old.db"
@@ -419,7 +465,7 @@ def test_a_database_of_the_separate_histories_reaches_the_one_history(tmp_path: 
     store = Store.open(path)
     outbox = Outbox(store.db)
     versions = store.db.conn.execute("SELECT component, version FROM schema_version").fetchall()
-    assert [tuple(v) for v in versions] == [("store", 9)]
+    assert [tuple(v) for v in versions] == [("store", 11)]
     [kept] = outbox.read()
     assert (kept.cursor, kept.kind, kept.payload) == (1, "trip.started", {"trip_id": 1})
     assert outbox.pending()[Priority.OUTCOME] == 1

@@ -1,12 +1,18 @@
-"""Replay protection: strictly greater counters, per UID, persistent, atomic."""
+"""Replay protection: strictly greater counters, per UID, persistent, atomic; on both engines
+(a replay file of an earlier version is an SQLite file)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 
+import pytest
+
 from dockgate.gateway.sun import ReplayStore, SunSettings, SunVerifier
 from dockgate.sim.sdm import SdmTag
+from tests.support.stores import database_target, engine, open_test_store
+
+pytestmark = pytest.mark.engines("sqlite", "postgresql")
 
 KEYS = {"default": {"meta_read_key": "00" * 16, "file_read_key": "11" * 16}}
 
@@ -16,7 +22,7 @@ def make_tag(uid_byte: int) -> SdmTag:
 
 
 def test_replay_sequence(tmp_path) -> None:
-    with ReplayStore(tmp_path / "sun.db") as store:
+    with ReplayStore(database_target(tmp_path / "sun.db")) as store:
         v = SunVerifier(SunSettings(key_sets=KEYS), store=store)
         t = make_tag(1)
         first, second = t.next_url(), t.next_url()
@@ -34,7 +40,7 @@ def test_replay_sequence(tmp_path) -> None:
 
 def test_dedupe_on_uid_and_counter_not_hex(tmp_path) -> None:
     """Two different URLs (fresh random padding) with the same (UID, counter): one wins."""
-    with ReplayStore(tmp_path / "sun.db") as store:
+    with ReplayStore(database_target(tmp_path / "sun.db")) as store:
         v = SunVerifier(SunSettings(key_sets=KEYS), store=store)
         t = make_tag(3)
         a = t.url_for(7)
@@ -48,19 +54,20 @@ def test_restart_keeps_counters(tmp_path) -> None:
     path = tmp_path / "sun.db"
     t = make_tag(4)
     old = t.next_url()
-    with ReplayStore(path) as store:
+    with ReplayStore(database_target(path)) as store:
         assert SunVerifier(SunSettings(key_sets=KEYS), store=store).verify_url(old).valid
-    with ReplayStore(path) as store:
+    with ReplayStore(database_target(path)) as store:
         v = SunVerifier(SunSettings(key_sets=KEYS), store=store)
         assert v.verify_url(old).reason == "replayed"
         assert v.verify_url(t.next_url()).valid
-    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    if engine() == "sqlite":
+        mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
 
 
 def test_concurrent_accepts_only_one(tmp_path) -> None:
     path = tmp_path / "sun.db"
-    stores = [ReplayStore(path) for _ in range(4)]
+    stores = [ReplayStore(database_target(path)) for _ in range(4)]
     uid = bytes(7)
     wins: list[bool] = []
     barrier = threading.Barrier(4)
@@ -80,7 +87,7 @@ def test_concurrent_accepts_only_one(tmp_path) -> None:
 
 
 def test_store_needs_counter(tmp_path) -> None:
-    with ReplayStore(tmp_path / "sun.db") as store:
+    with ReplayStore(database_target(tmp_path / "sun.db")) as store:
         v = SunVerifier(SunSettings(key_sets=KEYS), store=store)
         t = SdmTag(uid=bytes(7), file_read_key=b"\x11" * 16, mirror_ctr=False)
         assert v.verify_url(t.next_url()).reason == "no_counter"
@@ -101,6 +108,7 @@ def _legacy_replay_file(path, counters: dict[bytes, int]) -> None:
     conn.close()
 
 
+@pytest.mark.engines("sqlite")  # a replay file is an SQLite file
 def test_a_replay_file_of_an_earlier_version_still_opens(tmp_path) -> None:
     """``dockgate tag verify --state FILE`` on an old replay file: its counters hold."""
     path = tmp_path / "sun-replay.sqlite3"
@@ -118,12 +126,10 @@ def test_a_replay_file_of_an_earlier_version_still_opens(tmp_path) -> None:
 def test_the_gateway_takes_over_a_separate_replay_file(tmp_path) -> None:
     """The daemon's counters live in its database; an old separate file is read once at
     start-up: the higher counter wins, so nothing the file accepted is accepted again."""
-    from dockgate.gateway.store import Store
-
     legacy = tmp_path / "sun-replay.sqlite3"
     a, b = bytes([4, 1, 2, 3, 4, 5, 6]), bytes([4, 9, 9, 9, 9, 9, 9])
     _legacy_replay_file(legacy, {a: 7, b: 3})
-    store = Store.open(tmp_path / "dockgate.sqlite3")
+    store = open_test_store(tmp_path / "dockgate.sqlite3")
     assert store.replay.accept(b, 5)  # already further than the file for this one
     assert store.replay.import_file(legacy) == 2
     assert (store.replay.last(a), store.replay.last(b)) == (7, 5)

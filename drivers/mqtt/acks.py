@@ -8,7 +8,9 @@ gateway says its effect is durable; after a crash the persistent session redeliv
 MQTT v5 (section 4.6) wants PUBACKs in the order the PUBLISH packets arrived, so the ledger
 releases a prefix: an entry goes out only when it and every entry before it are settled. A
 refused message or a command reply is settled on arrival (its refusal is counted and logged
-first); an accepted device message when the consumer reports its batch committed.
+first); an accepted device message when the consumer reports its batch committed. Batches
+need not be committed in arrival order (a reader's tap overtakes queued telemetry): a
+committed entry waits, settled, for those before it.
 
 Packet ids belong to one connection. The ledger forgets every entry before the next connect
 (the broker redelivers those messages itself, under the same ids, and the flow recognises
@@ -21,25 +23,17 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-
-
-@dataclass(slots=True)
-class _Entry:
-    seq: int
-    mid: int
-    settled: bool
 
 
 class AckLedger:
     """The QoS 1 messages of the current connection not yet acknowledged to the broker."""
 
-    def __init__(self, send_ack: Callable[[int], None]) -> None:
-        self._send_ack = send_ack
+    def __init__(self, send_acks: Callable[[list[int]], None]) -> None:
+        self._send_acks = send_acks
         self._lock = threading.Lock()
-        self._entries: deque[_Entry] = deque()
+        self._entries: deque[tuple[int, int]] = deque()  # (sequence number, packet id)
+        self._settled: set[int] = set()  # sequence numbers settled, not yet acknowledged
         self._seq = 0
-        self._committed = 0  # every accepted message up to this sequence number is committed
         self.sent = 0
 
     def arrive(self, mid: int, *, settled: bool) -> int:
@@ -50,21 +44,31 @@ class AckLedger:
         """
         with self._lock:
             self._seq += 1
-            self._entries.append(_Entry(self._seq, mid, settled))
-            if settled and len(self._entries) == 1:
-                self._release()
+            self._entries.append((self._seq, mid))
+            if settled:
+                self._settled.add(self._seq)
+                if len(self._entries) == 1:
+                    self._release()
             return self._seq
 
-    def commit_through(self, seq: int) -> None:
-        """Every accepted message up to ``seq`` has its effect committed: acknowledge them."""
+    def commit(self, seqs: list[int]) -> None:
+        """These accepted messages have their effects committed (in any order: a tap may be
+        committed before the telemetry that arrived ahead of it); their PUBACKs still leave
+        in arrival order, once every message before them is settled too.
+
+        Sequence numbers of an earlier connection are ignored: ``forget`` dropped them."""
         with self._lock:
-            self._committed = max(self._committed, seq)
+            if not self._entries:
+                return
+            first = self._entries[0][0]
+            self._settled.update(seq for seq in seqs if seq >= first)
             self._release()
 
     def forget(self) -> None:
         """A new connection begins: the broker will redeliver whatever is still open."""
         with self._lock:
             self._entries.clear()
+            self._settled.clear()
 
     @property
     def open(self) -> int:
@@ -72,8 +76,12 @@ class AckLedger:
         return len(self._entries)
 
     def _release(self) -> None:
-        entries = self._entries
-        committed = self._committed
-        while entries and (entries[0].settled or entries[0].seq <= committed):
-            self._send_ack(entries.popleft().mid)
-            self.sent += 1
+        entries, settled = self._entries, self._settled
+        mids = []
+        while entries and entries[0][0] in settled:
+            seq, mid = entries.popleft()
+            settled.discard(seq)
+            mids.append(mid)
+        if mids:  # one write for the whole prefix: a batch's PUBACKs leave together
+            self._send_acks(mids)
+            self.sent += len(mids)

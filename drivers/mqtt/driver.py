@@ -40,7 +40,14 @@ from dockgate.drivers.mqtt._props import (
 )
 from dockgate.drivers.mqtt.acks import AckLedger
 from dockgate.drivers.mqtt.outcome import CommandOutcome, CommandStatus
-from dockgate.drivers.mqtt.paho_compat import close_sockets, new_properties, raw_topic
+from dockgate.drivers.mqtt.paho_compat import (
+    BufferedSocket,
+    FastClient,
+    close_sockets,
+    new_properties,
+    queue_pubacks,
+    raw_topic,
+)
 from dockgate.drivers.mqtt.settings import MqttSettings
 from dockgate.drivers.mqtt.stats import DriverStats, LatencyHistogram
 from dockgate.gateway.backoff import Backoff
@@ -99,6 +106,7 @@ class _Pending:
     cmd: str
     first_sent: float
     ack: Ack | None = None
+    ack_read_at: float | None = None  # perf_counter when the network thread read the ack
     outcome: Outcome | None = None
     waiter: asyncio.Future[bool] | None = None
     want: str = "ack"
@@ -129,10 +137,12 @@ class MqttDriver:
     def __init__(self, settings: MqttSettings) -> None:
         self.settings = settings
         self.stats = DriverStats()
-        # accepted messages with their ledger sequence number (0: QoS 0, nothing to ack)
+        # accepted messages with their ledger sequence number (0: QoS 0, nothing to ack);
+        # ``_urgent``: readers' taps, handed out before the telemetry queued ahead of them
         self._queue: deque[tuple[int, DeviceMessage]] = deque()
-        self._acks = AckLedger(self._send_puback)
-        self._handed_out = 0  # ledger sequence of the last message get_batch returned
+        self._urgent: deque[tuple[int, DeviceMessage]] = deque()
+        self._acks = AckLedger(self._send_pubacks)
+        self._handed: list[int] = []  # ledger sequences get_batch returned, not yet committed
         self._cond = threading.Condition()
         self._waiter: asyncio.Future[None] | None = None
         self._wake_due = 0.0  # monotonic time a consumer wake-up became due, 0: none
@@ -157,9 +167,9 @@ class MqttDriver:
 
     # --- set-up -------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> FastClient:
         s = self.settings
-        client = paho.Client(
+        client = FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=paho.MQTTv5,
@@ -220,6 +230,8 @@ class MqttDriver:
         """
         with self._cond:
             self._queue.clear()
+            self._urgent.clear()
+            self._handed = []
             self._waiter = None
             self._wake_due = 0.0
         self._acks.forget()
@@ -301,15 +313,15 @@ class MqttDriver:
             return False
         return True
 
-    def _loop_while_connected(
-        self, client: paho.Client, stopping: threading.Event
-    ) -> MQTTErrorCode:
+    def _loop_while_connected(self, client: FastClient, stopping: threading.Event) -> MQTTErrorCode:
         """Read and write until the connection drops or a stop is asked; paho's last code."""
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         stats = self.stats
         while not stopping.is_set() and rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             before = stats.received
             rc = client.loop(timeout=_BURST_GAP if self._wake_due else 0.5)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:  # the rest of what one read brought in
+                rc = client.read_buffered(_WAKE_BATCH)
             # Wake the consumer once per burst, not once per message: when a loop pass
             # read nothing (the burst paused), or the batch is big or old enough.
             if self._wake_due and (
@@ -330,6 +342,8 @@ class MqttDriver:
         self.stats.last_error = why[:200]
 
     def _on_socket_open(self, client: paho.Client, userdata: object, sock: SocketLike) -> None:
+        if isinstance(sock, BufferedSocket):
+            sock = sock.inner
         if isinstance(sock, socket.socket):  # TCP or TLS (an SSLSocket is a socket)
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -443,21 +457,26 @@ class MqttDriver:
         if msg.qos:
             self._acks.arrive(msg.mid, settled=True)
         loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._on_reply, dm)
+        if loop is not None:  # stamped here: the round trip ends when the reply is read
+            loop.call_soon_threadsafe(self._on_reply, dm, time.perf_counter())
 
     def _enqueue(self, seq: int, dm: DeviceMessage) -> None:
         stats = self.stats
         cond = self._cond
         with cond:
-            if len(self._queue) >= self.settings.queue_size:
+            if len(self._queue) + len(self._urgent) >= self.settings.queue_size:
                 stats.queue_blocked += 1
                 # Backpressure: stop reading the socket until the consumer catches up; QoS 1
                 # messages stay un-acked at the broker meanwhile, so nothing is lost.
-                while len(self._queue) >= self.settings.queue_size:
+                self._wake_waiter()  # a full queue is a batch, whatever the burst does
+                while len(self._queue) + len(self._urgent) >= self.settings.queue_size:
                     if self._stopping.is_set():
                         return
                     cond.wait(0.5)
+            if dm.channel is Channel.TAP:  # a rider waits at the reader: no burst to wait for
+                self._urgent.append((seq, dm))
+                self._wake_waiter()
+                return
             self._queue.append((seq, dm))
             if self._waiter is not None and not self._wake_due:
                 self._wake_due = time.monotonic()
@@ -468,9 +487,9 @@ class MqttDriver:
         if msg.qos:
             self._acks.arrive(msg.mid, settled=True)
 
-    def _send_puback(self, mid: int) -> None:
-        """Queue one PUBACK; paho's network thread writes it (see ``_make_client``)."""
-        self._client.ack(mid, 1)
+    def _send_pubacks(self, mids: list[int]) -> None:
+        """Queue PUBACKs as one write; paho's network thread sends it (see ``_make_client``)."""
+        queue_pubacks(self._client, mids)
 
     def _log_refusal(self, code: str, msg: paho.MQTTMessage, detail: str) -> None:
         self.stats.rejected[code] += 1
@@ -491,28 +510,33 @@ class MqttDriver:
 
     def _wake_consumer(self) -> None:
         with self._cond:
-            waiter, self._waiter = self._waiter, None
-            self._wake_due = 0.0
+            self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        """Settle the consumer's wait, if it waits; called holding ``_cond``."""
+        waiter, self._waiter = self._waiter, None
+        self._wake_due = 0.0
         if waiter is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(_settle, waiter, None)
 
     async def get_batch(self, max_items: int = 1024) -> list[DeviceMessage]:
         """Wait for at least one message; return up to ``max_items`` at once.
 
-        The broker keeps every message returned here until :meth:`acknowledge_delivered`
-        says its effect is committed: call it after each batch's transaction.
+        Readers' taps come first, in a batch of their own (a small transaction, so the
+        unlock leaves without waiting for a thousand reports); every other message in
+        arrival order. The broker keeps every message returned here until
+        :meth:`acknowledge_delivered` says its effect is committed: call it after each
+        batch's transaction.
         """
         while True:
             with self._cond:
-                q = self._queue
+                q = self._urgent or self._queue
                 if q:
-                    n = min(len(q), max_items)
-                    full = len(q) >= self.settings.queue_size
-                    entries = [q.popleft() for _ in range(n)]
+                    full = len(self._queue) + len(self._urgent) >= self.settings.queue_size
+                    entries = [q.popleft() for _ in range(min(len(q), max_items))]
                     if full:
                         self._cond.notify_all()
-                    last = max(seq for seq, _ in entries)
-                    self._handed_out = max(self._handed_out, last)
+                    self._handed.extend(seq for seq, _ in entries if seq)
                     return [dm for _, dm in entries]
                 if self._closed:
                     raise MqttClosed("driver closed")
@@ -522,7 +546,9 @@ class MqttDriver:
 
     def acknowledge_delivered(self) -> None:
         """Every message :meth:`get_batch` returned so far is committed: release its PUBACK."""
-        self._acks.commit_through(self._handed_out)
+        with self._cond:
+            handed, self._handed = self._handed, []
+        self._acks.commit(handed)
 
     async def messages(self) -> AsyncIterator[DeviceMessage]:
         """Every accepted device message (replies excepted), until the driver closes.
@@ -541,7 +567,8 @@ class MqttDriver:
 
     def status(self) -> dict[str, Any]:
         """Counters for /health and /metrics."""
-        return self.stats.snapshot(len(self._queue), len(self._pending), self._acks.open)
+        depth = len(self._queue) + len(self._urgent)
+        return self.stats.snapshot(depth, len(self._pending), self._acks.open)
 
     @property
     def connected(self) -> bool:
@@ -557,7 +584,7 @@ class MqttDriver:
 
     # --- commands -----------------------------------------------------------------------
 
-    def _on_reply(self, dm: DeviceMessage) -> None:
+    def _on_reply(self, dm: DeviceMessage, read_at: float) -> None:
         reply = dm.payload
         pending = self._pending.get(reply.cmd_id)
         if pending is None:
@@ -573,6 +600,7 @@ class MqttDriver:
                 self.stats.duplicate_replies += 1
                 return
             pending.ack = reply
+            pending.ack_read_at = read_at
             want = "ack"
         else:
             pending.outcomes_seen += 1
@@ -688,7 +716,7 @@ class MqttDriver:
         self.stats.commands_sent += 1
         try:
             ack, attempts = await self._send_until_acked(pending, command, timeout, retries)
-            ack_ms = (time.perf_counter() - pending.first_sent) * 1000 if ack else None
+            ack_ms = _round_trip_ms(pending) if ack else None
             status = _ack_status(ack, attempts)
             outcome, outcome_ms = pending.outcome, None
             if (
@@ -752,6 +780,13 @@ class MqttDriver:
         outcome_ms = (time.perf_counter() - pending.first_sent) * 1000
         ok = outcome.status is OutcomeStatus.DONE
         return (CommandStatus.DONE if ok else CommandStatus.FAILED), outcome, outcome_ms
+
+
+def _round_trip_ms(pending: _Pending) -> float:
+    """From the command's first publish to its ack read off the socket (the device's round
+    trip; how long the event loop then took to resume the sender is not the device's)."""
+    read_at = pending.ack_read_at
+    return ((read_at if read_at is not None else time.perf_counter()) - pending.first_sent) * 1e3
 
 
 def _ack_status(ack: Ack | None, attempts: int) -> CommandStatus:

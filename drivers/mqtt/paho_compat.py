@@ -9,13 +9,20 @@ a private member breaks one module, and a reviewer sees every such reach at once
 from __future__ import annotations
 
 import socket
+import struct
+import time
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
 
 if TYPE_CHECKING:
     import aiomqtt
+    from paho.mqtt.client import SocketLike
+
+PUBACK = 0x40  # MQTT packet type 4, in the high nibble of the fixed header
 
 
 def close_sockets(client: paho.Client) -> None:
@@ -52,3 +59,197 @@ def link_socket(client: aiomqtt.Client) -> socket.socket | None:
 def new_properties(packet_type: int) -> Properties:
     """Empty MQTT v5 properties for a packet of ``packet_type`` (``PacketTypes.*``)."""
     return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho: __init__ unannotated
+
+
+_TOPIC_LENGTH = struct.Struct("!H")  # also the packet id: two bytes, big-endian
+_PUBACK_SUCCESS = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (v5 §3.4.2.1)
+_READ_CHUNK = 65536
+
+
+class BufferedSocket:
+    """A socket read 64 KiB at a time, handing paho the few bytes it asks for from memory.
+
+    paho reads each packet with two or three ``recv`` calls (its command byte, its length
+    bytes one by one, its body), each a system call; a backlog of small telemetry messages
+    spends more time in those calls than in the messages. ``pending()`` is the attribute
+    paho already asks an SSL socket for: while bytes wait here, its loop does not block
+    in ``select``.
+    """
+
+    def __init__(self, inner: SocketLike) -> None:
+        self.inner = inner
+        self._buffer = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._buffer):
+            data = self.inner.recv(max(size, _READ_CHUNK))  # raises as the socket does
+            if len(data) <= size:
+                return data
+            self._buffer, self._pos = data, 0
+        start = self._pos
+        self._pos = min(len(self._buffer), start + size)
+        return self._buffer[start : self._pos]
+
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """The next whole MQTT packet already read (its first byte and its body), or None
+        when the buffer holds less than one packet (paho then reads the rest itself)."""
+        buffer, at = self._buffer, self._pos
+        end = len(buffer)
+        if end - at < 2:
+            return None
+        length = 0
+        shift = 0
+        i = at + 1
+        while True:  # the remaining length: 1 to 4 bytes, 7 bits each, low bits first
+            if i >= end or i - at > 4:
+                return None  # incomplete, or malformed: paho reads it and says which
+            byte = buffer[i]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not byte & 0x80:
+                break
+        if end - i < length:
+            return None
+        self._pos = i + length
+        return buffer[at], buffer[i : i + length]
+
+    def pending(self) -> int:
+        """Bytes read from the socket and not yet handed to paho (and TLS's own)."""
+        inner_pending = getattr(self.inner, "pending", None)
+        own = len(self._buffer) - self._pos
+        return own + (inner_pending() if inner_pending is not None else 0)
+
+    def send(self, buffer: bytes | bytearray) -> int:
+        return self.inner.send(buffer)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self.inner.setblocking(flag)
+
+
+class FastClient(paho.Client):
+    """The paho client with reads batched (``BufferedSocket``) and one dispatch per message.
+
+    Why a subclass of private members: paho offers no hook for either. ``_create_socket`` is
+    where paho opens (and TLS-wraps) its socket; ``_handle_on_message`` looks the topic up in
+    the per-topic callbacks (``message_callback_add``) of every message, which the gateway
+    never registers, before calling ``on_message``.
+    """
+
+    def _create_socket(self) -> SocketLike:
+        return BufferedSocket(super()._create_socket())
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """A packet already whole in the read buffer handled at once; paho reads the rest.
+
+        paho reads the fixed header byte by byte and keeps a partial packet between calls:
+        right for a trickle, slow for a backlog where the buffer holds hundreds of packets.
+        """
+        sock = self._sock
+        if not isinstance(sock, BufferedSocket) or self._in_packet["command"] != 0:
+            return super()._packet_read()
+        whole = sock.take_packet()
+        if whole is None:
+            return super()._packet_read()
+        command, body = whole
+        self._in_packet["command"] = command
+        self._in_packet["remaining_length"] = len(body)
+        self._in_packet["packet"] = bytearray(body)
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket:
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._forget_packet()
+        self._last_bytes_received = time.monotonic()  # paho's keepalive reads it (time_func)
+        return rc
+
+    def _forget_packet(self) -> None:
+        """Back to paho's state of no packet being read (as its ``_packet_read`` leaves it)."""
+        state = self._in_packet
+        state["command"] = 0
+        state["have_remaining"] = 0
+        state["remaining_count"] = []
+        state["remaining_mult"] = 1
+        state["remaining_length"] = 0
+        state["packet"] = bytearray()
+        state["to_process"] = 0
+        state["pos"] = 0
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """An MQTT v5 QoS 0/1 PUBLISH without properties (every telemetry report) made into
+        a message directly; anything else, or anything malformed, as paho does it.
+
+        paho builds a ``Properties`` object for every PUBLISH and logs each one through its
+        own logger; for a backlog of small reports that is a third of the network thread.
+        """
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        message = None
+        if qos < 2 and self._protocol == paho.MQTTv5:
+            message = _bare_publish(self._in_packet["packet"], qos)
+        if message is None:
+            return super()._handle_publish()
+        message.dup = bool(header & 0x08)
+        message.retain = bool(header & 0x01)
+        message.timestamp = time.monotonic()
+        self._handle_on_message(message)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(message.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        on_message = self.on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            on_message(self, self._userdata, message)
+
+    def read_buffered(self, max_packets: int) -> MQTTErrorCode:
+        """Handle the packets already read into memory, up to ``max_packets``, with no
+        ``select`` between them; paho's code (success once nothing whole is left)."""
+        sock = self.socket()
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        while max_packets > 0 and isinstance(sock, BufferedSocket) and sock.pending():
+            rc = self.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+            max_packets -= 1
+            sock = self.socket()
+        return rc
+
+
+def _bare_publish(packet: bytes | bytearray, qos: int) -> paho.MQTTMessage | None:
+    """The message of a PUBLISH body whose property length is zero, else None."""
+    try:
+        (topic_length,) = _TOPIC_LENGTH.unpack_from(packet, 0)
+        at = 2 + topic_length
+        mid = 0
+        if qos:
+            (mid,) = _TOPIC_LENGTH.unpack_from(packet, at)
+            at += 2
+        if at >= len(packet) or packet[at] != 0:
+            return None  # properties (a command reply's correlation data): paho's own decoding
+    except struct.error:
+        return None  # too short: paho's decoding reports it as malformed
+    message = paho.MQTTMessage(mid=mid, topic=bytes(packet[2 : 2 + topic_length]))
+    message.qos = qos
+    message.payload = bytes(packet[at + 1 :])
+    return message
+
+
+def queue_pubacks(client: paho.Client, mids: list[int]) -> None:
+    """Queue the PUBACKs of ``mids``, in order, as one write (one wake-up of the network
+    thread, one system call) instead of one per message.
+
+    Why private: paho's public ``ack`` queues one packet per call; ``_packet_queue`` is what
+    it calls with the same bytes, and it accepts several packets as one buffer.
+    """
+    data = b"".join([_PUBACK_SUCCESS.pack(PUBACK, 2, mid) for mid in mids])
+    client._packet_queue(PUBACK, data, 0, 0)  # noqa: SLF001  no public batch acknowledgement

@@ -20,14 +20,22 @@ def demo(
         "--break-step",
         help="Self-test of the checks: make this step fail on purpose (clone-replay, catch-up).",
     ),
+    cluster: bool = typer.Option(
+        False,
+        "--cluster",
+        help="Two nodes on a PostgreSQL the demo starts; the leader is killed mid-day and the"
+        " standby takes over.",
+    ),
 ) -> None:
     """Start Mosquitto, pcscd, the gateway and a simulated fleet; play a scripted day."""
-    from dockgate.gateway.demo import DemoOptions, run_demo
+    from dockgate.gateway.demo import DemoOptions, run_cluster_demo, run_demo
 
-    options = DemoOptions(once=once, ui=not no_ui, speed=speed, break_step=break_step)
+    options = DemoOptions(
+        once=once, ui=not no_ui, speed=speed, break_step=break_step, cluster=cluster
+    )
     try:
         options.check()
     except ValueError as exc:
         typer.echo(f"dockgate demo: {exc}", err=True)
         raise typer.Exit(2) from None
-    raise typer.Exit(run_demo(options))
+    raise typer.Exit(run_cluster_demo(options) if cluster else run_demo(options))

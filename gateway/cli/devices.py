@@ -80,9 +80,9 @@ class FileOptions:
 class ChangeOptions(FileOptions):
     """A change to one device's account."""
 
-    kind: Annotated[DeviceKind, typer.Option(help="station or vehicle.")]
+    kind: Annotated[DeviceKind, typer.Option(help="station, vehicle or reader.")]
     network: Annotated[int, typer.Option(help="Network id in the topic tree.")]
-    device_id: Annotated[str, typer.Option("--id", help="Station id or vehicle serial number.")]
+    device_id: Annotated[str, typer.Option("--id", help="Station id, vehicle serial or reader id.")]
     acl_file: Annotated[Path, typer.Option("--acl-file", help="Mosquitto acl_file.")] = ACL_FILE
     broker_user: Annotated[
         str, typer.Option(help="The user Mosquitto runs as: owns the files root writes.")

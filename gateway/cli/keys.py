@@ -37,8 +37,8 @@ def generate(
     typer.echo(f"wrote a new KEK to {path} (id {kek.id})")
 
 
-def _current_kek(config: Path | None, kek_file: Path | None) -> tuple[Path, Kek]:
-    """The data directory and the KEK the stored keys are sealed under now."""
+def _current_kek(config: Path | None, kek_file: Path | None) -> tuple[Path, Kek, str | None]:
+    """The data directory, the KEK the stored keys are sealed under now, the store's URL."""
     from dockgate.gateway.daemon.settings import ConfigError, load_settings
     from dockgate.gateway.sealing import load_kek, read_kek_file
 
@@ -46,10 +46,10 @@ def _current_kek(config: Path | None, kek_file: Path | None) -> tuple[Path, Kek]
         settings = load_settings(config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    data_dir = Path(settings.site.data_dir)
+    data_dir, url = Path(settings.site.data_dir), settings.store.url
     if kek_file is not None:
-        return data_dir, read_kek_file(kek_file)
-    return data_dir, load_kek(data_dir, kek_file=settings.secrets.kek_file, generate=False)
+        return data_dir, read_kek_file(kek_file), url
+    return data_dir, load_kek(data_dir, kek_file=settings.secrets.kek_file, generate=False), url
 
 
 @app.command()
@@ -71,20 +71,21 @@ def rotate(
     """
     from dockgate.gateway.daemon.state import DATABASE, open_store
     from dockgate.gateway.sealing import KekError, read_kek_file
+    from dockgate.gateway.store import StoreError
 
     try:
-        data_dir, old = _current_kek(config, kek_file)
+        data_dir, old, url = _current_kek(config, kek_file)
         new = read_kek_file(new_kek_file)
         if new.id == old.id:
             raise _fail(f"{new_kek_file} holds the KEK in use (id {old.id}): nothing to do")
-        if not (data_dir / DATABASE).exists():
+        if url is None and not (data_dir / DATABASE).exists():
             raise _fail(f"no database at {data_dir / DATABASE}")
-        store = open_store(data_dir, old)
+        store = open_store(data_dir, old, url)
         try:
             count = store.sealed_keys.reseal(new)
         finally:
             store.close()
-    except KekError as exc:
+    except (KekError, StoreError) as exc:
         raise _fail(f"cannot rotate: {exc}") from None
     typer.echo(f"re-sealed {count} stored key(s) under KEK {new.id} (was {old.id})")
     typer.echo(f"now give the daemon the KEK in {new_kek_file} and destroy the old one")

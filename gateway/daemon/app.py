@@ -22,12 +22,14 @@ from typing import Any
 import uvicorn
 
 from dockgate.api import ApiLimits, create_app, server_config
+from dockgate.api.cluster import ClusterCollector
 from dockgate.api.gbfs import GbfsSources
 from dockgate.api.metrics import GatewayMetrics, Readings
 from dockgate.api.ports import FlowCommandSender, SunPlayVerifier
 from dockgate.api.status import status_router
 from dockgate.drivers.mqtt import MqttClosed, MqttDriver
 from dockgate.drivers.readers import ReaderSpec, make_reader
+from dockgate.gateway.daemon.cluster import CurrentFlow, SiteRole
 from dockgate.gateway.daemon.points import points
 from dockgate.gateway.daemon.settings import DaemonSettings, ReaderSettings
 from dockgate.gateway.daemon.snapshot import status_snapshot
@@ -37,7 +39,7 @@ from dockgate.gateway.daemon.supervisor import PartRunner, Supervisor
 from dockgate.gateway.flow import RideFlow
 from dockgate.gateway.outbox import Outbox, Priority
 from dockgate.gateway.protocol import DeviceMessage
-from dockgate.gateway.readers import ReaderDriver, ReaderStatus
+from dockgate.gateway.readers import ReaderDriver, ReaderStatus, TapEvent
 from dockgate.gateway.rules import BundleHolder, RuleBundle, RulesEngine, load_bundle
 from dockgate.gateway.store import StoreHealth
 from dockgate.gateway.sun import SunVerifier
@@ -70,6 +72,12 @@ def _numeric_version(version: object) -> float:
         return -1.0
 
 
+#: Device messages per transaction. Small enough that a batch takes a few milliseconds of
+#: the event loop (a tap or a command reply waits for at most one), large enough that a
+#: transaction's fixed cost is spread (bench/ingest.py: the drain and its latency row).
+INGEST_BATCH = 256
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns SIGTERM and SIGINT."""
 
@@ -96,7 +104,7 @@ class Daemon:
     def _build(self) -> None:
         s = self.settings
         data_dir = Path(s.site.data_dir)
-        self.store = open_state(data_dir, s.secrets)  # 0700 directory, 0600 files, KEK checked
+        self.store = open_state(data_dir, s.secrets, s.store)  # 0700 dir, 0600 files, KEK checked
         self.db = self.store.db
         self.outbox = Outbox(  # only STATE is ever dropped: alerts and outcomes never are
             self.db, limits={Priority.STATE: s.outbox.state}, max_pending=s.outbox.max_pending
@@ -116,7 +124,19 @@ class Daemon:
         self.metrics = GatewayMetrics(self.outbox)
         self.sink = self._make_sink()
         self._seed_topology()
-        self.flow = RideFlow(
+        self.flow = self.make_flow()
+        for reader in s.readers:
+            if reader.local:  # a "broker" reader publishes its taps from elsewhere
+                self.readers[reader.id] = make_reader(_reader_spec(reader))
+        self.metrics.watch(self.readings)
+        self.cluster = SiteRole(self, s)  # a cluster's node stands by until it leads
+        self.metrics.registry.register(ClusterCollector(self.cluster.status))
+
+    def make_flow(self) -> RideFlow:
+        """A ride flow over the store, its in-memory state new (a cluster's leader makes one
+        at the start of each term, from what the database holds)."""
+        s = self.settings
+        flow = RideFlow(
             self.store,
             self.outbox,
             self.engine,
@@ -129,10 +149,9 @@ class Daemon:
             outcome_timeout=s.mqtt.command_timeout + s.mqtt.outcome_timeout,
             enroll_vehicles=True,  # a vehicle first heard of joins, in its message's transaction
         )
-        self.flow.tasks.on_failure = self.storage.refused  # a command refused by the disk
-        for reader in s.readers:
-            self.readers[reader.id] = make_reader(_reader_spec(reader))
-        self.metrics.watch(self.readings)
+        flow.tasks.on_failure = self.storage.refused  # a command refused by the disk
+        flow.verify_reader_taps(self._verify_published_tap)  # taps over the broker
+        return flow
 
     def _make_sink(self) -> TelemetrySink | None:
         """The time-series sink, if enabled: its queue is bounded and apart from the outbox."""
@@ -192,7 +211,7 @@ class Daemon:
             while True:
                 await self.storage.until_ingest(interval)
                 try:
-                    batch = await driver.get_batch(1024)
+                    batch = await driver.get_batch(INGEST_BATCH)
                 except MqttClosed:
                     return
                 if self.sink is not None:  # history keeps every point, stale ones too
@@ -201,6 +220,9 @@ class Daemon:
                             self.sink.write(*point)
                 await self._store_batch(batch, interval)
                 driver.acknowledge_delivered()  # only now may the broker forget them
+                # With a backlog nothing above suspends: let the unlocks, command replies,
+                # the API and the lease renewal run between batches.
+                await asyncio.sleep(0)
 
     async def _store_batch(self, batch: list[DeviceMessage], interval: float) -> None:
         """Handle ``batch`` in one transaction; if the disk refuses it, keep it (nothing of
@@ -211,11 +233,12 @@ class Daemon:
                 await self.flow.on_device_messages(batch)
                 return
             except Exception as exc:
-                if not self.storage.refused(exc):
-                    raise
-                # The commands it journaled were rolled back with it: none may go out.
+                # The commands it journaled were rolled back with it (a full disk, a lost
+                # connection, a fenced-out leader): none may go out.
                 for task in asyncio.all_tasks() - before:
                     task.cancel()
+                if not self.storage.refused(exc):
+                    raise
             self.batches_retried += 1
             await self.storage.until_ingest(interval)
 
@@ -233,6 +256,13 @@ class Daemon:
 
         return run
 
+    def _verify_published_tap(self, event: TapEvent) -> Tap:
+        """A tap a reader published on the broker: the same verifier and duplicate folding
+        as a local reader's, shown among the recent taps."""
+        tap = self.taps.handle(event)
+        self.recent_taps.append(tap)
+        return tap
+
     def _tap_done(self, task: asyncio.Task[Any]) -> None:
         """A tap the flow could not handle is counted (the flow's tasks log each failure)."""
         if not task.cancelled() and task.exception() is not None:
@@ -245,7 +275,7 @@ class Daemon:
             self.store,
             self.outbox,
             tokens=tokens,
-            command_sender=FlowCommandSender(self.flow),
+            command_sender=FlowCommandSender(CurrentFlow(self)),  # the current term's flow
             play_verifier=SunPlayVerifier(self.verifier),
             gbfs=s.gbfs.model_copy(update={"name": s.gbfs.name or s.site.name}),
             gbfs_sources=GbfsSources(  # the feeds publish what the engine enforces
@@ -254,6 +284,7 @@ class Daemon:
             metrics=self.metrics,
             extra_routers=[status_router(self.snapshot)],
             limits=ApiLimits(body_bytes=s.api.max_body, large_body_bytes=s.api.max_bundle_body),
+            cluster=self.cluster.status if self.cluster.enabled else None,
         )
         app.state.health_provider = self.health
         config = server_config(  # the app's limits: head/body timeouts, connection cap
@@ -323,12 +354,17 @@ class Daemon:
 
     # -- running ------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Recover, start every part, and run until stopped."""
-        await self.flow.recover()
-        self.supervisor.add("mqtt", self._run_mqtt)
-        for reader in self.settings.readers:
+        """Recover, start every part, and run until stopped (in a cluster, the leader's parts
+        wait for a term, which recovers first: ``daemon/cluster.py``)."""
+        cluster = self.cluster
+        if not cluster.enabled:
+            await self.flow.recover()
+        self.supervisor.add("mqtt", cluster.leader_only(self._run_mqtt))
+        for reader in filter(lambda r: r.local, self.settings.readers):
             part = self._reader_part(reader, self.readers[reader.id])
-            self.supervisor.add(f"reader:{reader.id}", part)
+            self.supervisor.add(f"reader:{reader.id}", cluster.leader_only(part))
+        if cluster.enabled:
+            self.supervisor.add("cluster", cluster.run)
         if self.settings.api.enabled:
             self.supervisor.add("api", self._run_api)
         if self.sink is not None:
@@ -357,6 +393,8 @@ class Daemon:
         """Release the databases; every committed event is already on disk."""
         with contextlib.suppress(Exception):
             self.replay.close()
+        with contextlib.suppress(Exception):
+            self.cluster.close()
         with contextlib.suppress(Exception):
             self.db.close()
 
@@ -400,7 +438,7 @@ class Daemon:
         if storage["state"] != "ok":
             problems.append(f"storage {storage['state']}: {storage['cause']}")
         mqtt_running = any(p["name"] == "mqtt" and p["state"] == "running" for p in parts)
-        if mqtt_running and not self.mqtt.connected:
+        if mqtt_running and self.cluster.leading and not self.mqtt.connected:  # a standby: none
             problems.append(f"broker not connected: {self.mqtt.stats.last_error}")
         if self.outbox.over_bound():
             problems.append("outbox over max_pending: only alerts and outcomes are pending")
@@ -434,6 +472,7 @@ class Daemon:
             },
             "telemetry": dataclasses.asdict(self.sink.counters) if self.sink is not None else None,
             "rule_bundle": self.engine.bundle.version,
+            "cluster": self.cluster.status().as_dict(),
         }
 
     async def snapshot(self) -> dict[str, Any]:

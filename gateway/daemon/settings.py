@@ -1,8 +1,8 @@
 """The daemon's configuration: one TOML file, environment overrides, every problem listed.
 
 The file has one table per part (``[site]``, ``[mqtt]``, ``[api]``, ``[[readers]]``,
-``[rules]``, ``[telemetry]``, ``[outbox]``, ``[storage]``, ``[logging]``, ``[secrets]``,
-``[sun]``). Any field can be
+``[rules]``, ``[telemetry]``, ``[outbox]``, ``[storage]``, ``[store]``, ``[cluster]``,
+``[logging]``, ``[secrets]``, ``[sun]``). Any field can be
 overridden from the environment as ``DOCKGATE_<TABLE>__<FIELD>``, e.g.
 ``DOCKGATE_MQTT__PORT=1884``. Secrets (API tokens, the broker password, tag keys) are secret
 types: they never show in a repr, a log line or a validation error.
@@ -14,7 +14,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +31,8 @@ from pydantic_settings import (
 
 from dockgate.api.gbfs import GbfsSettings
 from dockgate.drivers.mqtt.settings import MqttSettings
+from dockgate.gateway.protocol.topics import READER_ID_RE
+from dockgate.gateway.store import is_postgres_url, redact_url
 from dockgate.gateway.sun.settings import SunSettings
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -97,20 +107,32 @@ class ApiSettings(_Part):
 
 
 class ReaderSettings(_Part):
-    """One NFC reader and the station it sits at."""
+    """One NFC reader and the station it sits at.
+
+    ``driver = "broker"``: the reader is attached elsewhere (a standby, a station controller)
+    and publishes its taps on the broker (``dockgate reader publish``); nothing is opened
+    here, and its id is its topic's (``dockgate/<network>/reader/<id>/tap``).
+    """
 
     id: str = Field(min_length=1, max_length=64)
-    driver: Literal["pcsc", "nfcpy", "pn532"]
+    driver: Literal["pcsc", "nfcpy", "pn532", "broker"]
     station_id: int = Field(ge=1)
     # pcsc: reader names to watch (empty: all); nfcpy: a ContactlessFrontend path
     # (usb, usb:054c:06c3, udp:HOST:PORT); pn532: a serial port.
     pcsc_readers: list[str] = Field(default_factory=list)
     path: str | None = None
 
+    @property
+    def local(self) -> bool:
+        """Attached to this machine (not one whose taps come over the broker)."""
+        return self.driver != "broker"
+
     @model_validator(mode="after")
     def _path_for_driver(self) -> ReaderSettings:
         if self.driver in ("nfcpy", "pn532") and not self.path:
             raise ValueError(f"a {self.driver} reader needs 'path'")
+        if not self.local and not READER_ID_RE.fullmatch(self.id):
+            raise ValueError(f"a broker reader's id is its topic's: {READER_ID_RE.pattern}")
         return self
 
 
@@ -171,6 +193,63 @@ class StorageSettings(_Part):
     probe_interval: float = Field(default=1.0, gt=0, le=60)
 
 
+class StoreSettings(_Part):
+    """Which database holds the gateway's state.
+
+    ``url`` left out: the embedded SQLite file in ``[site] data_dir`` (the default, and the
+    demo's). A ``postgresql://user:password@host:port/dbname`` URL: that PostgreSQL database
+    (the same schema and migrations). The KEK stays in ``[secrets]`` or the data directory
+    either way, never in the database. The URL's password is never shown: not in a repr, a
+    log line or an error (``shown_url``).
+    """
+
+    url: str | None = Field(default=None, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, url: str | None) -> str | None:
+        if url is not None and not is_postgres_url(url):
+            scheme = url.split("://", 1)[0][:20] if "://" in url else "none"
+            raise ValueError(
+                "must be a postgresql:// URL, or left out for the embedded SQLite file"
+                f" (its scheme is {scheme!r})"
+            )
+        return url
+
+    @property
+    def shown_url(self) -> str | None:
+        """The URL as logs and errors may show it: without its password."""
+        return None if self.url is None else redact_url(self.url)
+
+
+class ClusterSettings(_Part):
+    """Several nodes of one site sharing its PostgreSQL database and its broker: one leads,
+    the others stand by warm and take over when its lease runs out (docs/cluster.md).
+
+    ``enabled = false`` (the default): this gateway runs alone, as it always has.
+    ``node_id`` names this node (unique in the site); ``advertise_url`` is its API as the
+    other nodes' clients should reach it (a standby redirects writes there). A leader that
+    has not renewed its lease for ``lease_seconds`` is replaced; it renews every
+    ``renew_seconds`` (below half the lease, so one renewal may fail without losing it).
+    """
+
+    enabled: bool = False
+    node_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    lease_seconds: float = Field(default=3.0, ge=0.5, le=60)
+    renew_seconds: float = Field(default=1.0, gt=0, le=30)
+    advertise_url: str | None = Field(
+        default=None, max_length=200, pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"
+    )
+
+    @model_validator(mode="after")
+    def _node_and_timings(self) -> ClusterSettings:
+        if self.renew_seconds >= self.lease_seconds / 2:
+            raise ValueError("renew_seconds must be below half of lease_seconds")
+        if self.enabled and self.node_id is None:
+            raise ValueError("a cluster node needs its node_id")
+        return self
+
+
 class SecretsSettings(_Part):
     """Where the key-encryption key (KEK) that seals the stored tag and record keys comes from.
 
@@ -204,6 +283,8 @@ class DaemonSettings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     # the public GBFS feeds: [gbfs] public_url, vehicle_types, ... (see GbfsSettings)
     gbfs: GbfsSettings = Field(default_factory=GbfsSettings)
@@ -222,6 +303,14 @@ class DaemonSettings(BaseSettings):
         unknown = [r.id for r in self.readers if self.stations and r.station_id not in station_ids]
         if unknown:
             raise ValueError(f"readers at stations not in [[stations]]: {unknown}")
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_on_postgres(self) -> DaemonSettings:
+        if self.cluster.enabled and self.store.url is None:
+            raise ValueError(
+                "[cluster] enabled needs the site's shared database: a postgresql [store] url"
+            )
         return self
 
 

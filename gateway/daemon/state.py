@@ -1,5 +1,6 @@
-"""The daemon's state on disk: a directory only the service can enter, and the store opened
-with the KEK that seals its keys.
+"""The daemon's state: a directory only the service can enter, and the store opened with the
+KEK that seals its keys: an SQLite file in that directory, or the PostgreSQL database
+``[store] url`` names (the KEK stays in the directory or ``[secrets]`` either way).
 
 Why here and not in the store: the umask is the process's, and the KEK's sources (a systemd
 credential, a file, the environment) are the daemon's configuration; the store only needs a
@@ -13,9 +14,9 @@ import os
 import stat
 from pathlib import Path
 
-from dockgate.gateway.daemon.settings import SecretsSettings
+from dockgate.gateway.daemon.settings import SecretsSettings, StoreSettings
 from dockgate.gateway.sealing import Kek, Keyring, load_kek
-from dockgate.gateway.store import Database, Store
+from dockgate.gateway.store import Store, open_database
 
 log = logging.getLogger("dockgate.daemon")
 
@@ -64,10 +65,13 @@ def daemon_kek(data_dir: Path, secrets: SecretsSettings) -> Kek:
     return kek
 
 
-def open_store(data_dir: Path, kek: Kek) -> Store:
-    """The store in ``data_dir``, migrated, its keys sealed under ``kek`` and each checked to
-    open (a wrong KEK stops here, not at the first tap)."""
-    store = Store(Database(data_dir / DATABASE), keyring=Keyring.of(kek))
+def open_store(data_dir: Path, kek: Kek, url: str | None = None) -> Store:
+    """The store (the SQLite file in ``data_dir``, or the PostgreSQL database at ``url``),
+    migrated, its keys sealed under ``kek`` and each checked to open (a wrong KEK stops here,
+    not at the first tap)."""
+    db = open_database(url or data_dir / DATABASE, data_dir=data_dir)
+    log.info("store opened", extra={"store": db.path, "engine": db.dialect.name})
+    store = Store(db, keyring=Keyring.of(kek))
     try:
         if store.sealed_at_open:
             log.warning(
@@ -82,7 +86,11 @@ def open_store(data_dir: Path, kek: Kek) -> Store:
     return store
 
 
-def open_state(data_dir: Path, secrets: SecretsSettings) -> Store:
-    """The daemon's store: the data directory secured, then :func:`open_store` with the KEK."""
+def open_state(
+    data_dir: Path, secrets: SecretsSettings, store: StoreSettings | None = None
+) -> Store:
+    """The daemon's store: the data directory secured, then :func:`open_store` with the KEK
+    on the database ``store`` names (default: the SQLite file in ``data_dir``)."""
     secure_data_dir(data_dir)
-    return open_store(data_dir, daemon_kek(data_dir, secrets))
+    url = None if store is None else store.url
+    return open_store(data_dir, daemon_kek(data_dir, secrets), url)

@@ -37,10 +37,13 @@ class DemoOptions:
     ui: bool = True
     speed: float = 30.0  # simulated seconds per real second
     break_step: str | None = None  # self-test of the checks: make this step fail on purpose
+    cluster: bool = False  # two nodes on PostgreSQL, the leader killed mid-day
 
     def check(self) -> None:
         if not 1.0 <= self.speed <= 120.0:
             raise ValueError("--speed must be between 1 and 120")
+        if self.cluster and self.break_step is not None:
+            raise ValueError("--break-step plays the single-node day; leave out --cluster")
         if self.break_step is not None and self.break_step not in BREAKABLE:
             raise ValueError(f"--break-step must be one of {', '.join(BREAKABLE)}")
 
@@ -51,7 +54,7 @@ def run_demo(options: DemoOptions) -> int:
     return asyncio.run(_main(options))
 
 
-async def _guard(work: Awaitable[T], stop: asyncio.Event, timeout: float | None = None) -> T:
+async def guard(work: Awaitable[T], stop: asyncio.Event, timeout: float | None = None) -> T:
     """Await ``work`` unless ``stop`` is set first (then :class:`Interrupted`)."""
     task = asyncio.ensure_future(asyncio.wait_for(work, timeout))
     stopper = asyncio.ensure_future(stop.wait())
@@ -66,7 +69,7 @@ async def _guard(work: Awaitable[T], stop: asyncio.Event, timeout: float | None 
     raise Interrupted
 
 
-def _on_signals(stop: asyncio.Event) -> None:
+def on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -79,18 +82,18 @@ async def _main(opts: DemoOptions) -> int:
     report = LiveReport(lines) if live else PlainReport(lines)
     site = DemoSite(opts.speed, opts.break_step)
     stop = asyncio.Event()
-    _on_signals(stop)
+    on_signals(stop)
     began = time.monotonic()
     code = 0
     async with report:
         try:
             report.attach(site)
             try:
-                await _guard(site.start(report.progress), stop, timeout=90)
+                await guard(site.start(report.progress), stop, timeout=90)
             except (ServiceError, ConfigError, StepFailed, OSError, TimeoutError) as exc:
                 report.summary(f"the demo site could not start: {exc}")
                 raise _Done(2) from None
-            _on_signals(stop)  # the daemon installed its own handlers; the demo stops it
+            on_signals(stop)  # the daemon installed its own handlers; the demo stops it
             report.addresses(
                 [
                     f"API {site.api_url}/api/v1 (docs {site.api_url}/docs; tokens in "
@@ -137,7 +140,7 @@ async def _play(
         report.step(line)
         started = time.monotonic()
         try:
-            line.detail = await _guard(step.run(site, day), stop, timeout=STEP_TIMEOUT)
+            line.detail = await guard(step.run(site, day), stop, timeout=STEP_TIMEOUT)
             line.state = "ok"
         except (StepFailed, TimeoutError) as exc:
             line.state, line.detail = "FAILED", str(exc) or f"timed out after {STEP_TIMEOUT:.0f} s"

@@ -22,6 +22,7 @@ from typing import Final
 from dockgate.gateway.flow._alerts import AlertDesk
 from dockgate.gateway.flow._clocks import SkewedClocks, restamped
 from dockgate.gateway.flow._parts import FlowParts
+from dockgate.gateway.flow._reader_taps import ReaderTaps
 from dockgate.gateway.flow._stations import StationMessages
 from dockgate.gateway.flow._telemetry import TelemetryRuns, enroll_vehicle
 from dockgate.gateway.outbox import events
@@ -39,7 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Channels whose messages have effects that must not apply twice (events, alerts, trips);
 #: telemetry and status are state, replaced only by newer state (``_clocks``).
-ONCE_ONLY: Final = frozenset({Channel.SPOT, Channel.POWER, Channel.ALARM, Channel.EVENT})
+ONCE_ONLY: Final = frozenset(
+    {Channel.SPOT, Channel.POWER, Channel.ALARM, Channel.EVENT, Channel.TAP}
+)
 LOGGED_FAILURES: Final = 10  # failures logged in full; after that every 1000th
 
 
@@ -57,9 +60,11 @@ class DeviceMessages:
         inbound: Counter[str],
         *,
         enroll_vehicles: bool = False,
+        reader_taps: ReaderTaps | None = None,
     ) -> None:
         self.parts = parts
         self.stations = stations
+        self.reader_taps = reader_taps  # taps readers published (None: ignored)
         self.telemetry = telemetry
         self.alerts = alerts
         self.ignored = ignored
@@ -101,6 +106,13 @@ class DeviceMessages:
             if len(run) == 1:
                 self._failed(run[0])
                 return
+            self.inbound["runs-split"] += 1
+            log.warning(
+                "flow: a run of %d telemetry reports failed (%s: %s); handling each alone",
+                len(run),
+                type(exc).__name__,
+                str(exc)[:200],
+            )
             for msg in run:
                 self._run([msg])
 
@@ -136,11 +148,20 @@ class DeviceMessages:
         try:
             if msg.device.kind is DeviceKind.STATION:
                 self.stations.handle(msg)
+            elif msg.device.kind is DeviceKind.READER:
+                self._reader(msg)
             else:
                 self._vehicle(msg)
         except NotFound as exc:
             self.ignored["not-found"] += 1
             log.warning("flow: %s from %s: %s", msg.channel, msg.device.device_id, exc)
+
+    def _reader(self, msg: DeviceMessage) -> None:
+        """A reader's published tap: verified and decided as a direct reader's."""
+        if self.reader_taps is None:
+            self.ignored["reader-tap-unheard"] += 1
+            return
+        self.reader_taps.handle(msg)
 
     def _vehicle(self, msg: DeviceMessage) -> None:
         """A vehicle's message other than telemetry: its events."""

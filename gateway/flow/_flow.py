@@ -24,6 +24,7 @@ from dockgate.gateway.flow._commands import CommandRunner, Settled
 from dockgate.gateway.flow._devices import DeviceMessages
 from dockgate.gateway.flow._manual import ManualCommands
 from dockgate.gateway.flow._parts import Feedback, FlowParts, Site, Tasks
+from dockgate.gateway.flow._reader_taps import ReaderTaps
 from dockgate.gateway.flow._recover import Recoverer, Recovery
 from dockgate.gateway.flow._rentals import Rentals, Where
 from dockgate.gateway.flow._settings import FlowOptions, FlowSettings
@@ -34,6 +35,7 @@ from dockgate.gateway.flow._trips import TripKeeper
 from dockgate.gateway.flow._types import CommandPort, Rental, TapDecision
 from dockgate.gateway.outbox import Outbox
 from dockgate.gateway.protocol import DeviceMessage
+from dockgate.gateway.readers import TapEvent
 from dockgate.gateway.rules import RulesEngine
 from dockgate.gateway.store import JournalEntry, Store, Trip
 from dockgate.gateway.taps import Tap
@@ -91,6 +93,7 @@ class RideFlow:
         #: (a redelivery recognised), ``clock_skew`` (restamped), ``failed`` (rolled back)
         self.inbound: Counter[str] = Counter()
         inbound, enroll = self.inbound, enroll_vehicles  # enroll: unknown vehicles join
+        self._reader_taps = ReaderTaps(parts, self._taps, self.ignored)
         self._devices = DeviceMessages(
             parts,
             StationMessages(
@@ -103,6 +106,7 @@ class RideFlow:
             self.ignored,
             inbound,
             enroll_vehicles=enroll,
+            reader_taps=self._reader_taps,
         )
         self._recoverer = Recoverer(parts, self._rentals, settings.resend_max_age)
         self._manual = ManualCommands(parts)
@@ -117,6 +121,12 @@ class RideFlow:
     ) -> tuple[TapDecision, JournalEntry | None]:
         """Decide on a tap and, if accepted, journal the unlock (nothing is sent yet)."""
         return self._taps.prepare(tap, station_id=station_id)
+
+    def verify_reader_taps(self, verify: Callable[[TapEvent], Tap]) -> None:
+        """Taps that readers publish on the broker are verified with ``verify`` (the
+        daemon's ``TapHandler.handle``), then decided as a direct reader's; until this is
+        called they are only counted (``ignored["reader-tap-unverified"]``)."""
+        self._reader_taps.verify = verify
 
     # --- device messages -------------------------------------------------------------------
     async def on_device_message(self, msg: DeviceMessage) -> None:

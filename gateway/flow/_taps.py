@@ -73,6 +73,13 @@ class TapDesk:
         decision, entry = self.prepare(tap, station_id=station_id)
         if entry is None:
             return decision
+        return await self.unlock(tap, decision, entry, started)
+
+    async def unlock(
+        self, tap: Tap, decision: TapDecision, entry: JournalEntry, started: float = 0.0
+    ) -> TapDecision:
+        """Send the unlock :meth:`prepare` journaled (once it is committed); returns once the
+        spot answered."""
         probe = None
         if self.on_unlock_latency is not None:
             since = tap.verified_at or started  # monotonic, like the reader's timestamps

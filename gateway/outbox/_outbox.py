@@ -1,6 +1,6 @@
 """The durable, prioritised outbox: what the backend has not yet acknowledged.
 
-Events live in SQLite next to the state (same ``Database``), so an event can commit in the same
+Events live next to the state (in the same database), so an event can commit in the same
 transaction as the trip or command it reports. Per-class counters are kept in a table updated in
 that same transaction, so opening an outbox with a million pending events reads three rows, not
 a million.
@@ -13,27 +13,38 @@ so they alone can hold the outbox above it (``over_bound``); the disk is their b
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from dockgate.gateway.outbox._priority import DROPPABLE, NEVER_DROPPED, Priority
 from dockgate.gateway.outbox.events import OutboxEvent
-from dockgate.gateway.store import Database, StoreError, migrate
+from dockgate.gateway.store import BaseDatabase, Connection, StoreError, migrate
 
 RawEvent = tuple[int, int, str, str, float, bytes]
 _CACHE = "outbox.pending"
 _EXISTING = "SELECT cursor FROM outbox_events WHERE idempotency_key=?"
+_EXISTING_MANY = (
+    "SELECT idempotency_key, cursor, compact_key, priority FROM outbox_events"
+    " WHERE idempotency_key IN ({})"
+)
+_KEYS_PER_QUERY = 500
 _COMPACT = "DELETE FROM outbox_events WHERE compact_key=? AND priority=?"
 _INSERT = (
-    "INSERT INTO outbox_events(priority, kind, idempotency_key, compact_key, created_at,"
-    " payload) VALUES (?,?,?,?,?,?)"
+    "INSERT INTO outbox_events(cursor, priority, kind, idempotency_key, compact_key,"
+    " created_at, payload) VALUES (?,?,?,?,?,?,?)"
 )
+#: Cursors come from this counter, moved in the appending transaction: a rollback gives its
+#: numbers back (a PostgreSQL sequence would not: the feed would show gaps).
+_TAKE_CURSORS = (
+    "UPDATE outbox_meta SET value = value + ? WHERE name = 'last_cursor' RETURNING value"
+)
+_LAST_CURSOR = "SELECT value FROM outbox_meta WHERE name = 'last_cursor'"
 
 
 #: An event to append: (kind, payload, idempotency_key, priority, compact_key).
@@ -92,7 +103,7 @@ class Outbox:
 
     def __init__(
         self,
-        db: Database,
+        db: BaseDatabase,
         *,
         limits: Mapping[Priority, int | None] | None = None,
         max_pending: int | None = 2_000_000,
@@ -112,7 +123,7 @@ class Outbox:
         self._listeners_lock = threading.Lock()
 
     # -- class counters ----------------------------------------------------------------------
-    def _counts(self, conn: sqlite3.Connection) -> dict[Priority, int]:
+    def _counts(self, conn: Connection) -> dict[Priority, int]:
         """Pending events per class, kept in memory (``db.cache``) next to the table.
 
         The ``outbox_stats`` table stays the durable truth, updated in the same transaction
@@ -158,50 +169,89 @@ class Outbox:
         """Append events in one transaction (or the caller's), in order; their cursors.
 
         Each is ``(kind, payload, idempotency_key, priority, compact_key)`` and behaves
-        exactly as ``append`` would one after the other (repeated keys, compaction, bounds);
-        the statements are the same prepared ones, the class counters updated once.
+        exactly as ``append`` would one after the other (repeated keys, compaction, bounds).
+        A batch whose events do not touch each other (no key or compaction key twice, no
+        repeated event compacted by another) and that no bound cuts is written with one
+        statement per table, not three per event: that is every batch of vehicle states the
+        telemetry path appends, short of a full outbox.
         """
         if not events:
             return []
-        rows = []
-        for kind, payload, key, priority, compact_key in events:
-            if not kind or not key:
-                raise StoreError("an outbox event needs a kind and an idempotency key")
-            rows.append((kind, orjson.dumps(payload), key, Priority(priority), compact_key))
-        cursors: list[int] = []
+        rows = [_row(event) for event in events]
         with self.db.transaction() as conn:
             counts = self._counts(conn)
-            delta: dict[Priority, list[int]] = {}  # priority -> [appended, compacted]
+            existing = _existing(conn, [row.key for row in rows])
             now = self.clock()
-            for kind, body, key, priority, compact_key in rows:
-                row = conn.execute(_EXISTING, (key,)).fetchone()
-                if row is not None:
-                    cursors.append(int(row[0]))
-                    continue
-                compacted = 0
-                if compact_key is not None and priority >= Priority.STATE:
-                    compacted = conn.execute(_COMPACT, (compact_key, int(priority))).rowcount
-                cursor = conn.execute(
-                    _INSERT, (int(priority), kind, key, compact_key, now, body)
-                ).lastrowid
-                if cursor is None:  # pragma: no cover - an INSERT always sets it
-                    raise StoreError(f"outbox event {key!r} was not stored")
-                cursors.append(cursor)
-                d = delta.setdefault(priority, [0, 0])
-                d[0] += 1
-                d[1] += compacted
-                counts[priority] += 1 - compacted
-                if self._over(counts, priority):
-                    self._flush(conn, delta)
-                    self._enforce_limits(conn, priority, counts)
-            self._flush(conn, delta)
+            if _independent(rows, existing) and self._room_for(rows, counts):
+                cursors = self._append_together(conn, rows, existing, counts, now)
+            else:
+                cursors = self._append_in_turn(conn, rows, counts, now)
             if cursors:
                 last = max(cursors)
                 self.db.after_commit(lambda: self._notify(last))
         return cursors
 
+    def _room_for(self, rows: list[_Row], counts: dict[Priority, int]) -> bool:
+        """Whether every bound holds with ``rows`` added (none compacted): then no event is
+        dropped, and appending them together counts exactly what appending in turn does."""
+        added = Counter(row.priority for row in rows)
+        grown = {cls: counts.get(cls, 0) + added.get(cls, 0) for cls in {*counts, *added}}
+        return not any(self._over(grown, cls) for cls in added)
+
+    def _append_together(
+        self,
+        conn: Connection,
+        rows: list[_Row],
+        existing: dict[str, _Stored],
+        counts: dict[Priority, int],
+        now: float,
+    ) -> list[int]:
+        """Compact, insert and count a batch of independent events in bulk."""
+        fresh = [row for row in rows if row.key not in existing]
+        delta: dict[Priority, list[int]] = {}  # priority -> [appended, compacted]
+        for priority, compact_keys in _compaction_targets(fresh).items():
+            compacted = conn.executemany(
+                _COMPACT, [(key, int(priority)) for key in compact_keys]
+            ).rowcount
+            delta.setdefault(priority, [0, 0])[1] += compacted
+            counts[priority] -= compacted
+        for row in fresh:
+            delta.setdefault(row.priority, [0, 0])[0] += 1
+            counts[row.priority] += 1
+        new_cursors = iter(_insert_all(conn, fresh, now))
+        cursors = [
+            existing[row.key].cursor if row.key in existing else next(new_cursors) for row in rows
+        ]
+        self._flush(conn, delta)
+        return cursors
+
+    def _append_in_turn(
+        self, conn: Connection, rows: list[_Row], counts: dict[Priority, int], now: float
+    ) -> list[int]:
+        """Append events one after the other (a batch whose events touch each other)."""
+        cursors: list[int] = []
+        delta: dict[Priority, list[int]] = {}  # priority -> [appended, compacted]
+        for row in rows:
+            found = conn.execute(_EXISTING, (row.key,)).fetchone()
+            if found is not None:
+                cursors.append(int(found[0]))
+                continue
+            compacted = 0
+            if row.compact_key is not None and row.priority >= Priority.STATE:
+                compacted = conn.execute(_COMPACT, (row.compact_key, int(row.priority))).rowcount
+            cursors.append(_insert_all(conn, [row], now)[0])
+            d = delta.setdefault(row.priority, [0, 0])
+            d[0] += 1
+            d[1] += compacted
+            counts[row.priority] += 1 - compacted
+            if self._over(counts, row.priority):
+                self._flush(conn, delta)
+                self._enforce_limits(conn, row.priority, counts)
+        self._flush(conn, delta)
+        return cursors
+
     @staticmethod
-    def _flush(conn: sqlite3.Connection, delta: dict[Priority, list[int]]) -> None:
+    def _flush(conn: Connection, delta: dict[Priority, list[int]]) -> None:
         for priority, (appended, compacted) in delta.items():
             conn.execute(
                 "UPDATE outbox_stats SET pending=pending+?-?, appended=appended+?,"
@@ -222,7 +272,7 @@ class Outbox:
         )
 
     def _drop_oldest(
-        self, conn: sqlite3.Connection, priority: Priority, count: int, counts: dict[Priority, int]
+        self, conn: Connection, priority: Priority, count: int, counts: dict[Priority, int]
     ) -> None:
         dropped = conn.execute(
             "DELETE FROM outbox_events WHERE cursor IN (SELECT cursor FROM outbox_events"
@@ -236,12 +286,12 @@ class Outbox:
         counts[priority] -= dropped
 
     @staticmethod
-    def _pending_in(conn: sqlite3.Connection) -> dict[Priority, int]:
+    def _pending_in(conn: Connection) -> dict[Priority, int]:
         rows = conn.execute("SELECT priority, pending FROM outbox_stats").fetchall()
         return {Priority(p): int(n) for p, n in rows}
 
     def _enforce_limits(
-        self, conn: sqlite3.Connection, priority: Priority, counts: dict[Priority, int]
+        self, conn: Connection, priority: Priority, counts: dict[Priority, int]
     ) -> None:
         limit = self.limits.get(priority)
         if limit is not None and counts[priority] > limit:
@@ -290,7 +340,7 @@ class Outbox:
                     return total
                 upto = conn.execute(
                     "SELECT max(cursor) FROM (SELECT cursor FROM outbox_events"
-                    " WHERE cursor > ? AND cursor <= ? ORDER BY cursor LIMIT ?)",
+                    " WHERE cursor > ? AND cursor <= ? ORDER BY cursor LIMIT ?) AS chunk",
                     (acked, cursor, chunk),
                 ).fetchone()[0]
                 upto = cursor if upto is None else upto
@@ -325,9 +375,7 @@ class Outbox:
     def last_cursor(self) -> int:
         """The highest cursor ever handed out (0 before the first event)."""
         with self.db.lock:
-            row = self.db.conn.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name='outbox_events'"
-            ).fetchone()
+            row = self.db.conn.execute(_LAST_CURSOR).fetchone()
         return int(row[0]) if row else 0
 
     def stats(self) -> dict[Priority, ClassStats]:
@@ -375,3 +423,86 @@ class Outbox:
             listeners = list(self._listeners)
         for listener in listeners:
             listener(cursor)
+
+
+class _Row(NamedTuple):
+    """An event to append, checked and serialised (a tuple: one is made per device report)."""
+
+    kind: str
+    body: bytes
+    key: str
+    priority: Priority
+    compact_key: str | None
+
+    def values(self, now: float) -> tuple[int, str, str, str | None, float, bytes]:
+        return (int(self.priority), self.kind, self.key, self.compact_key, now, self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A pending event already holding an idempotency key of the batch."""
+
+    cursor: int
+    compact_key: str | None
+    priority: int
+
+
+def _row(event: NewEvent) -> _Row:
+    kind, payload, key, priority, compact_key = event
+    if not kind or not key:
+        raise StoreError("an outbox event needs a kind and an idempotency key")
+    return _Row(kind, orjson.dumps(payload), key, Priority(priority), compact_key)
+
+
+def _existing(conn: Connection, keys: list[str]) -> dict[str, _Stored]:
+    """The pending events holding any of ``keys``, by key."""
+    found: dict[str, _Stored] = {}
+    for i in range(0, len(keys), _KEYS_PER_QUERY):
+        part = keys[i : i + _KEYS_PER_QUERY]
+        sql = _EXISTING_MANY.format(",".join("?" * len(part)))
+        for key, cursor, compact_key, priority in conn.execute(sql, part):
+            found[key] = _Stored(int(cursor), compact_key, int(priority))
+    return found
+
+
+def _compaction_key(row: _Row) -> tuple[str, int] | None:
+    if row.compact_key is None or row.priority < Priority.STATE:
+        return None
+    return row.compact_key, int(row.priority)
+
+
+def _independent(rows: list[_Row], existing: dict[str, _Stored]) -> bool:
+    """Whether appending ``rows`` together gives what appending them in turn would: no key
+    twice, no compaction key twice among the new ones, and no pending event the batch
+    repeats that one of its new events would compact (the order would then matter)."""
+    keys = {row.key for row in rows}
+    if len(keys) != len(rows):
+        return False
+    targets = [_compaction_key(row) for row in rows if row.key not in existing]
+    wanted = {t for t in targets if t is not None}
+    if len(wanted) != sum(t is not None for t in targets):
+        return False
+    return not any((s.compact_key, s.priority) in wanted for s in existing.values())
+
+
+def _compaction_targets(fresh: list[_Row]) -> dict[Priority, list[str]]:
+    """The compaction keys the new events replace, by class."""
+    targets: dict[Priority, list[str]] = {}
+    for row in fresh:
+        if _compaction_key(row) is not None and row.compact_key is not None:
+            targets.setdefault(row.priority, []).append(row.compact_key)
+    return targets
+
+
+def _insert_all(conn: Connection, fresh: list[_Row], now: float) -> range:
+    """Insert ``fresh`` with one statement; their cursors, the next ones of the counter.
+
+    Consecutive and gapless as readers see them: the counter moves in this transaction,
+    which holds the database's only writer, and a rollback takes the numbers back.
+    """
+    if not fresh:
+        return range(0)
+    last = int(conn.execute(_TAKE_CURSORS, (len(fresh),)).fetchone()[0])
+    first = last - len(fresh) + 1
+    conn.executemany(_INSERT, [(first + i, *row.values(now)) for i, row in enumerate(fresh)])
+    return range(first, last + 1)

@@ -15,6 +15,7 @@ from dockgate.gateway.protocol.codec import (
     decode,
     decode_command,
     encode,
+    tap_identity,
 )
 from dockgate.gateway.protocol.commands import (
     COMMAND_KIND,
@@ -53,6 +54,7 @@ from dockgate.gateway.protocol.messages import (
     AlarmEvent,
     Online,
     PowerEvent,
+    ReaderTap,
     SpotDocked,
     SpotEvent,
     SpotFaulted,
@@ -106,6 +108,7 @@ __all__ = [
     "PlaySound",
     "PowerEvent",
     "ProtocolError",
+    "ReaderTap",
     "Reply",
     "SetLight",
     "SetMaxSpeed",
@@ -139,5 +142,6 @@ __all__ = [
     "now_ms",
     "parse_topic",
     "subscriptions",
+    "tap_identity",
     "username",
 ]

@@ -2,7 +2,8 @@
 
 The ACL is generated from the same channel table the gateway enforces
 (:data:`dockgate.gateway.protocol.topics.DEVICE_CHANNELS`), so the broker and the gateway agree.
-Device usernames are `<kind>-<network>-<id>` (no `/` or `:`, safe in a password file).
+Device usernames are `<kind>-<network>-<id>` (no `/` or `:`, safe in a password file); a
+reader's account (`reader-1-R01`) may write only its own `tap` topic.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def acl_text(devices: Iterable[DeviceRef], gateway_users: Iterable[str] = ("gate
         lines += [f"user {user}", f"topic readwrite {ROOT}/#", ""]
     for dev in devices:
         lines.append(f"user {username(dev)}")
-        lines.append(f"topic read {dev.topic(Channel.CMD)}")
+        if dev.kind is not DeviceKind.READER:  # a reader takes no command: it reads nothing
+            lines.append(f"topic read {dev.topic(Channel.CMD)}")
         for chan in sorted(DEVICE_CHANNELS[dev.kind]):
             lines.append(f"topic write {dev.topic(chan)}")
         lines.append("")

@@ -27,6 +27,7 @@ from dockgate.gateway.protocol.messages import (
     AlarmEvent,
     Online,
     PowerEvent,
+    ReaderTap,
     SpotEvent,
     StationStatus,
     Telemetry,
@@ -58,6 +59,7 @@ _ADAPTERS: dict[Channel, TypeAdapter[Any]] = {
     Channel.TELEMETRY: TypeAdapter(Telemetry),
     Channel.EVENT: TypeAdapter(VehicleEvent),
     Channel.REPLY: TypeAdapter(Reply),
+    Channel.TAP: TypeAdapter(ReaderTap),
 }
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
@@ -79,7 +81,8 @@ class DeviceMessage:
     so a device can never set it. `effective_ts` (ms) is the payload's `ts` when the device's
     clock is plausible, else the receive time; `clock_offset_ms` is then the device's offset
     (its `ts` minus the receive time; None while plausible). `identity` names the message
-    (topic and payload bytes): a redelivery of it by the broker has the same identity.
+    (topic and payload bytes; a tap: its reader, `seq` and `ts`): a redelivery of it by the
+    broker has the same identity.
     """
 
     device: DeviceRef
@@ -104,6 +107,17 @@ def message_identity(topic: str, payload: bytes | bytearray) -> bytes:
     digest = hashlib.blake2b(topic.encode(), digest_size=IDENTITY_BYTES)
     digest.update(b"\0")  # a topic never holds NUL: topic and payload cannot run together
     digest.update(payload)
+    return digest.digest()
+
+
+def tap_identity(topic: str, tap: ReaderTap) -> bytes:
+    """The identity of a reader's tap: its reader (the topic), `seq` and `ts`, not its bytes.
+
+    A redelivery, or the reader sending the tap again (re-encoded or not), repeats all three;
+    a reader whose `seq` restarted after a reboot still names new taps apart by `ts`.
+    """
+    digest = hashlib.blake2b(topic.encode(), digest_size=IDENTITY_BYTES)
+    digest.update(f"\0tap:{tap.seq}:{tap.ts}".encode())
     return digest.digest()
 
 
@@ -140,7 +154,10 @@ def decode(
     offset = model.ts - received_ms
     if offset > FUTURE_LIMIT_MS:
         raise ProtocolError("future-timestamp", f"ts is {offset} ms ahead")
-    identity = message_identity(topic, payload)
+    if info.channel is Channel.TAP:
+        identity = tap_identity(topic, model)
+    else:
+        identity = message_identity(topic, payload)
     skewed = offset > max_future_ms or -offset > max_past_ms
     return DeviceMessage(
         info.device,

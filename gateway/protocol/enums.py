@@ -41,6 +41,7 @@ class DeviceKind(StrEnum):
 
     STATION = "station"
     VEHICLE = "vehicle"
+    READER = "reader"  # an NFC reader that publishes its taps (on a standby or a station)
 
 
 class Channel(StrEnum):
@@ -55,6 +56,7 @@ class Channel(StrEnum):
     EVENT = "event"  # vehicle: events (fallen, lifted, ...)
     CMD = "cmd"  # gateway -> device commands
     REPLY = "reply"  # device -> gateway command replies (ack, then physical outcome)
+    TAP = "tap"  # reader: a tag read at the reader, for the leading gateway to verify
 
 
 class LockState(StrEnum):

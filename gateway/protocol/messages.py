@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dockgate.gateway.protocol.enums import (
     AlertType,
@@ -182,6 +182,41 @@ class VehicleEvent(Payload):
     lat: Latitude | None = None
     lng: Longitude | None = None
     battery: Percent | None = None
+
+
+# --- readers ----------------------------------------------------------------------------
+
+#: A tap's sequence number: at most 2**53 - 1, so any JSON reader holds it exactly.
+TapSequence = Annotated[int, Field(ge=0, lt=2**53)]
+#: The NDEF URL a reader read: printable ASCII, no spaces (a SUN URL is ~150 characters).
+TapUrl = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[!-~]+$")]
+#: The UID the reader's anticollision gave, in hex: 4, 7 or 10 bytes (ISO/IEC 14443-3).
+ReaderUid = Annotated[str, Field(pattern=r"^(?:[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}|[0-9A-Fa-f]{20})$")]
+#: Why the read failed, as the reader drivers name it (``removed``, ``no_ndef``, ``io``).
+ReadError = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_:.-]{0,39}$")]
+
+
+class ReaderTap(Payload):
+    """A tag read at a reader, on `.../reader/{reader_id}/tap` (QoS 1); `device_id` is the
+    reader id. The reader holds no key: it forwards what it read, the gateway verifies it.
+
+    `ts` is when the read finished (the reader's clock); `seq` counts the reader's taps (with
+    `ts`, it names the tap: a redelivery repeats both). `url` is the SUN message, `uid` what
+    the reader saw (hex), `error` why the read failed (then `url` may be absent), `read_ms`
+    how long the read took after the tag was presented.
+    """
+
+    seq: TapSequence
+    url: TapUrl | None = None
+    uid: ReaderUid | None = None
+    error: ReadError | None = None
+    read_ms: Annotated[int, Field(ge=0, le=60_000)] | None = None
+
+    @model_validator(mode="after")
+    def _read_or_failed(self) -> ReaderTap:
+        if self.url is None and self.error is None:
+            raise ValueError("a tap carries the url read or the read's error")
+        return self
 
 
 #: Which dashboard alert a device event raises (None: no alert, just state).

@@ -1,5 +1,8 @@
 """The topic tree: `dockgate/{network}/{kind}/{device_id}/{channel}`, built and parsed.
 
+A reader is a device of kind `reader` whose one channel is `tap`
+(`dockgate/1/reader/R01/tap`), so its taps travel, and are refused, like any device message.
+
 Parsing is a split and a few dict and regex look-ups, because it runs for every inbound
 message; it refuses anything that is not exactly a known device topic.
 """
@@ -16,9 +19,14 @@ ROOT = "dockgate"
 
 VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9]{6,10}")  # the dashboard's serial number
 STATION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
+READER_ID_RE = STATION_ID_RE  # ASCII letters, digits and dashes, as a station id
 _NETWORK_RE = re.compile(r"[1-9][0-9]{0,8}")
 
-_ID_RE = {DeviceKind.STATION: STATION_ID_RE, DeviceKind.VEHICLE: VEHICLE_ID_RE}
+_ID_RE = {
+    DeviceKind.STATION: STATION_ID_RE,
+    DeviceKind.VEHICLE: VEHICLE_ID_RE,
+    DeviceKind.READER: READER_ID_RE,
+}
 _KINDS = {k.value: k for k in DeviceKind}
 
 #: What each kind of device may publish (the ACLs grant exactly these).
@@ -29,6 +37,7 @@ DEVICE_CHANNELS: dict[DeviceKind, frozenset[Channel]] = {
     DeviceKind.VEHICLE: frozenset(
         {Channel.ONLINE, Channel.TELEMETRY, Channel.EVENT, Channel.REPLY}
     ),
+    DeviceKind.READER: frozenset({Channel.TAP}),  # takes no command: nothing to read
 }
 _CHANNELS = {kind: {c.value: c for c in chans} for kind, chans in DEVICE_CHANNELS.items()}
 
@@ -66,6 +75,10 @@ class DeviceRef:
     @classmethod
     def vehicle(cls, network: int, serial: str) -> DeviceRef:
         return cls(network, DeviceKind.VEHICLE, serial)
+
+    @classmethod
+    def reader(cls, network: int, reader_id: str) -> DeviceRef:
+        return cls(network, DeviceKind.READER, reader_id)
 
 
 @dataclass(frozen=True, slots=True)

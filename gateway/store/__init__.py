@@ -1,5 +1,6 @@
-"""The gateway's SQLite state (WAL, one schema history): a ``Store`` of small aggregates,
-each returning typed rows, over the ``Database`` it shares with the outbox."""
+"""The gateway's state (one schema history): a ``Store`` of small aggregates, each returning
+typed rows, over the database it shares with the outbox: an SQLite file in WAL mode
+(``Database``, the embedded default) or a PostgreSQL server (``open_database(url)``)."""
 
 from dockgate.gateway.store._alerts import (
     ALERT_SEVERITIES,
@@ -13,7 +14,17 @@ from dockgate.gateway.store._alerts import (
 )
 from dockgate.gateway.store._bundles import Bundles
 from dockgate.gateway.store._commands import COMMAND_STATES, CommandJournal
-from dockgate.gateway.store._db import Conflict, Database, NotFound, StoreError
+from dockgate.gateway.store._db import (
+    BaseDatabase,
+    Conflict,
+    Connection,
+    Cursor,
+    Database,
+    NotFound,
+    Row,
+    StoreError,
+)
+from dockgate.gateway.store._engines import open_database
 from dockgate.gateway.store._health import StorageChange, StorageState, StoreHealth, refused_write
 from dockgate.gateway.store._idempotency import IdempotencyKeys
 from dockgate.gateway.store._inbox import DeviceClock, Inbox
@@ -53,7 +64,7 @@ from dockgate.gateway.store._rows import (
     Vehicle,
 )
 from dockgate.gateway.store._schema import migrate
-from dockgate.gateway.store._store import Store
+from dockgate.gateway.store._store import Store, default_keyring
 from dockgate.gateway.store._topology import Topology
 from dockgate.gateway.store._trips import (
     OPEN_TRIP_STATES,
@@ -63,6 +74,7 @@ from dockgate.gateway.store._trips import (
     Trips,
     TripState,
 )
+from dockgate.gateway.store._url import is_postgres_url, redact_url
 from dockgate.gateway.store._vehicles import Vehicles, new_gbfs_id
 
 __all__ = [
@@ -79,12 +91,15 @@ __all__ = [
     "Alert",
     "AlertQuery",
     "Alerts",
+    "BaseDatabase",
     "Bundle",
     "Bundles",
     "Cluster",
     "ClusterSummary",
     "CommandJournal",
     "Conflict",
+    "Connection",
+    "Cursor",
     "Database",
     "DeviceClock",
     "DockedVehicle",
@@ -111,6 +126,7 @@ __all__ = [
     "Rider",
     "RiderQuery",
     "Riders",
+    "Row",
     "SealedKeys",
     "Spot",
     "SpotWithVehicle",
@@ -131,7 +147,11 @@ __all__ = [
     "Trips",
     "Vehicle",
     "Vehicles",
+    "default_keyring",
+    "is_postgres_url",
     "migrate",
     "new_gbfs_id",
+    "open_database",
+    "redact_url",
     "refused_write",
 ]

@@ -8,8 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockgate.gateway.protocol.enums import AlertSeverity, AlertType
-from dockgate.gateway.store._db import Database, StoreError
-from dockgate.gateway.store._keyset import LAST, LIKE, Filters, Keyset, Listing, Page, Sort, like
+from dockgate.gateway.store._db import BaseDatabase, StoreError
+from dockgate.gateway.store._keyset import (
+    LAST,
+    Filters,
+    Keyset,
+    Listing,
+    Page,
+    Sort,
+    ilike,
+    like,
+)
 from dockgate.gateway.store._rows import Alert, EnergyUse, Outage, columns
 from dockgate.gateway.store._sql import every, fetch_one, last_id, must, require
 
@@ -110,10 +119,11 @@ class AlertQuery:
         if self.user_id is not None:
             f.add(_RIDER_AT_ALERT.format("r.id = ?"), self.user_id)
         if self.email is not None:
-            f.add(_RIDER_AT_ALERT.format(f"r.email {LIKE}"), like(self.email))
+            f.add(_RIDER_AT_ALERT.format(ilike("r.email")), like(self.email))
         if self.cluster_name is not None:
             f.add(
-                f"EXISTS (SELECT 1 FROM clusters c WHERE c.id = a.cluster_id AND c.name {LIKE})",
+                "EXISTS (SELECT 1 FROM clusters c WHERE c.id = a.cluster_id"
+                f" AND {ilike('c.name')})",
                 like(self.cluster_name),
             )
         if self.serial_number is not None:
@@ -138,7 +148,7 @@ class AlertQuery:
 class Alerts:
     """Raise (deduplicated while open), list, read and resolve fleet alerts."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 
@@ -161,7 +171,7 @@ class Alerts:
             cur = c.execute(
                 "INSERT INTO fleet_alerts(network_id, alert_type, alert_severity, cluster_id,"
                 " station_id, spot_id, vehicle_id, details, creation_date, dedup_key)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
                 (
                     alert.network_id,
                     alert.alert_type,
@@ -208,7 +218,7 @@ class Alerts:
 class Outages:
     """A station's outages (and its ``is_online`` flag, which follows them)."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 
@@ -225,7 +235,8 @@ class Outages:
             if row:
                 return int(row["id"])
             cur = c.execute(
-                "INSERT INTO station_outages(station_id, started_at, reason) VALUES (?,?,?)",
+                "INSERT INTO station_outages(station_id, started_at, reason) VALUES (?,?,?)"
+                " RETURNING id",
                 (station_id, self.clock(), reason),
             )
             return last_id(cur)
@@ -260,13 +271,14 @@ class Outages:
 class Energy:
     """Stations' energy readings (Wh per reading, one per station and time)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: BaseDatabase) -> None:
         self.db = db
 
     def add(self, station_id: int, ts: float, energy_wh: float) -> None:
         with self.db.transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO energy_readings(station_id, ts, energy_wh) VALUES (?,?,?)",
+                "INSERT INTO energy_readings(station_id, ts, energy_wh) VALUES (?,?,?)"
+                " ON CONFLICT(station_id, ts) DO UPDATE SET energy_wh = excluded.energy_wh",
                 (station_id, ts, energy_wh),
             )
 

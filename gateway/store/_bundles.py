@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from dockgate.gateway.store._db import Conflict, Database
+from dockgate.gateway.store._db import BaseDatabase, Conflict
 from dockgate.gateway.store._rows import Bundle
 from dockgate.gateway.store._sql import fetch_one
 
@@ -14,7 +14,7 @@ from dockgate.gateway.store._sql import fetch_one
 class Bundles:
     """Save a bundle (only a newer version), read the current one."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 

@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dockgate.gateway.store._db import Database, NotFound, StoreError
+from dockgate.gateway.store._db import BaseDatabase, NotFound, StoreError
 from dockgate.gateway.store._rows import JournalEntry, columns
-from dockgate.gateway.store._sql import every, last_id, must, one
+from dockgate.gateway.store._sql import every, must, one
 
 COMMAND_STATES = ("journaled", "sent", "acked", "failed", "timeout")
 TARGET_KINDS = ("vehicle", "spot", "station")
@@ -37,7 +37,7 @@ def _outcome(outcome: dict[str, Any] | None) -> str | None:
 class CommandJournal:
     """Journal, mark and settle commands; list what a restart must settle."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 
@@ -62,16 +62,17 @@ class CommandJournal:
             cur = c.execute(
                 "INSERT INTO command_journal(idempotency_key, target_kind, target_id, command,"
                 " args, trip_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)"
-                " ON CONFLICT(idempotency_key) DO NOTHING",
+                " ON CONFLICT(idempotency_key) DO NOTHING RETURNING id",
                 (idempotency_key, target_kind, target_id, command, text, trip_id, now, now),
             )
-            if cur.rowcount == 0:
+            inserted = cur.fetchone()
+            if inserted is None:
                 existing = self.by_key(idempotency_key)
                 if existing is None:  # pragma: no cover - only the key can conflict
                     raise StoreError(f"command {idempotency_key!r} was not journaled")
                 return existing, False
             entry = JournalEntry(  # the row as written: no need to read it back
-                last_id(cur),
+                int(inserted[0]),
                 idempotency_key,
                 target_kind,
                 target_id,

@@ -3,6 +3,8 @@
 SQLite answers a write it cannot make with ``database or disk is full`` (SQLITE_FULL) or
 ``disk I/O error`` (SQLITE_IOERR) and rolls the whole transaction back (``Database`` then ends
 in a known state), so the refused work can simply be retried once the disk takes writes again.
+A PostgreSQL server refusing a write for its disk (``53100`` disk_full, ``58030`` io_error)
+counts the same; its free space is the server's to watch (``db.disk`` is None: no watermark).
 
 :class:`StoreHealth` keeps that state for the daemon. ``low``: the free space of the database's
 filesystem is below a watermark; the gateway stops taking device messages (they wait at the
@@ -21,10 +23,9 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from dockgate.gateway.store._db import Database
+from dockgate.gateway.store._db import BaseDatabase
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ RETRY_HEADROOM = 1024 * 1024
 _SQLITE_FULL = 13
 _SQLITE_IOERR = 10  # extended I/O codes keep it in their low byte
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+_PG_DISK_STATES = frozenset({"53100", "58030"})  # PostgreSQL's disk_full and io_error
 _PROBE = (
     "INSERT INTO storage_probe(id, at) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET at = excluded.at"
 )
@@ -55,6 +57,8 @@ def refused_write(exc: BaseException) -> str | None:
                 return text
             if "disk is full" in text or "disk I/O error" in text:
                 return text
+        if getattr(current, "sqlstate", None) in _PG_DISK_STATES:
+            return str(current)
         if isinstance(current, OSError) and current.errno in _DISK_ERRNOS:
             return f"{current.strerror or current}"
         current = current.__cause__ or current.__context__
@@ -87,13 +91,14 @@ class StoreHealth:
 
     def __init__(
         self,
-        db: Database,
+        db: BaseDatabase,
         *,
         min_free_bytes: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
-        self.directory = Path(db.path).resolve().parent
+        #: The directory whose filesystem holds the database (None: a server's, not ours).
+        self.directory = db.disk
         self.min_free_bytes = min_free_bytes
         # Ingest resumes only a quarter of the watermark above it: no pause-resume flapping.
         self.resume_free_bytes = min_free_bytes + min_free_bytes // 4
@@ -111,7 +116,10 @@ class StoreHealth:
 
     # -- reading the disk --------------------------------------------------------------------
     def free_bytes(self) -> int | None:
-        """Bytes an unprivileged writer may still use on the database's filesystem."""
+        """Bytes an unprivileged writer may still use on the database's filesystem (None:
+        unknown, or the database is on a server)."""
+        if self.directory is None:
+            return None
         try:
             st = os.statvfs(self.directory)
         except OSError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dockgate.gateway.store._db import Database
+from dockgate.gateway.store._db import BaseDatabase
 from dockgate.gateway.store._rows import StoredResponse
 from dockgate.gateway.store._sql import one
 
@@ -20,7 +20,7 @@ class IdempotencyKeys:
 
     def __init__(
         self,
-        db: Database,
+        db: BaseDatabase,
         clock: Callable[[], float],
         *,
         ttl: float = 24 * 3600.0,
@@ -50,7 +50,7 @@ class IdempotencyKeys:
                 "INSERT INTO idempotency(scope, key, fingerprint, response, created_at)"
                 " VALUES (?,?,?,?,?) ON CONFLICT(scope, key) DO UPDATE SET"
                 " fingerprint=excluded.fingerprint, response=excluded.response,"
-                " created_at=excluded.created_at WHERE created_at < ?",
+                " created_at=excluded.created_at WHERE idempotency.created_at < ?",
                 (scope, key, fingerprint, response, now, now - self.ttl),
             )
         self._remembered += 1
@@ -63,9 +63,11 @@ class IdempotencyKeys:
             removed = c.execute(
                 "DELETE FROM idempotency WHERE created_at < ?", (self.clock() - self.ttl,)
             ).rowcount
-            removed += c.execute(
-                "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
-                " ORDER BY created_at DESC LIMIT -1 OFFSET ?)",
-                (self.max_keys,),
-            ).rowcount
+            (kept,) = c.execute("SELECT count(*) FROM idempotency").fetchone()
+            if kept > self.max_keys:
+                removed += c.execute(
+                    "DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key"
+                    " FROM idempotency ORDER BY created_at LIMIT ?)",
+                    (kept - self.max_keys,),
+                ).rowcount
         return removed

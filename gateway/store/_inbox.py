@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dockgate.gateway.store._db import Database
+from dockgate.gateway.store._db import BaseDatabase
 from dockgate.gateway.store._sql import fetch_one
 
 PRUNE_EVERY = 1024  # identities admitted between two prunes
@@ -39,7 +39,7 @@ class Inbox:
 
     def __init__(
         self,
-        db: Database,
+        db: BaseDatabase,
         clock: Callable[[], float],
         *,
         ttl: float = 24 * 3600.0,
@@ -57,7 +57,7 @@ class Inbox:
         recorded before: the message is a redelivery. Now and then, prune."""
         with self.db.transaction() as c:
             cur = c.execute(
-                "INSERT OR IGNORE INTO inbox(identity, received_at) VALUES (?, ?)",
+                "INSERT INTO inbox(identity, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (identity, self.clock()),
             )
             if cur.rowcount == 0:

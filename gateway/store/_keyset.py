@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from dockgate.gateway.store._db import Database, StoreError
+from dockgate.gateway.store._db import BaseDatabase, StoreError
 from dockgate.gateway.store._sql import every, fetch_one, marks
 
 T = TypeVar("T")
 ASC, DESC = "ASC", "DESC"
-LAST = "9e999"  # SQLite reads it as +Inf: "no value" after every value
-FIRST = "-9e999"  # -Inf: "no value" before every value
+#: "No value" after every value, and before: the largest finite doubles (an infinite literal
+#: is SQLite's alone; PostgreSQL refuses to make one of ``9e999``).
+LAST = "1e308"
+FIRST = "-1e308"
 
 
 class PageAnchorMissing(StoreError):
@@ -62,7 +64,10 @@ def _after(direction_: str) -> str:
     return ">" if direction_ == ASC else "<"
 
 
-LIKE = "LIKE ? ESCAPE '\\'"  # with the argument ``like(text)``
+def ilike(column: str) -> str:
+    """``column`` matches the ``LIKE`` pattern of the argument ``like(text)``, in any case
+    (``lower`` on both sides: PostgreSQL's ``LIKE`` minds case, SQLite's ASCII-only one not)."""
+    return f"lower({column}) LIKE lower(?) ESCAPE '\\'"
 
 
 def like(text: str) -> str:
@@ -100,7 +105,7 @@ class Filters:
     def contains(self, column: str, text: str | None) -> None:
         """``column`` contains ``text`` (ASCII letters in any case; ``%`` and ``_`` literal)."""
         if text is not None:
-            self.add(f"{column} {LIKE}", like(text))
+            self.add(ilike(column), like(text))
 
     def where(self) -> str:
         return f" WHERE {' AND '.join(self.clauses)}" if self.clauses else ""
@@ -117,13 +122,13 @@ class Listing(Generic[T]):
     id_column: str
 
     def page(
-        self, db: Database, filters: Filters, keyset: Keyset, sort: Sort | None = None
+        self, db: BaseDatabase, filters: Filters, keyset: Keyset, sort: Sort | None = None
     ) -> Page[T]:
         """The page after ``keyset.last_primary_key`` and the total the filters match."""
         return Page(self.rows(db, filters, keyset, sort), self.count(db, filters))
 
     def rows(
-        self, db: Database, filters: Filters, keyset: Keyset, sort: Sort | None = None
+        self, db: BaseDatabase, filters: Filters, keyset: Keyset, sort: Sort | None = None
     ) -> list[T]:
         """At most ``keyset.page_size`` rows after ``keyset.last_primary_key``, in order."""
         where = Filters(list(filters.clauses), list(filters.args))
@@ -137,11 +142,13 @@ class Listing(Generic[T]):
         sql = f"SELECT {self.select} FROM {self.source}{where.where()} ORDER BY {order} LIMIT ?"
         return every(db, self.make, sql, [*where.args, *order_args, keyset.page_size])
 
-    def count(self, db: Database, filters: Filters) -> int:
+    def count(self, db: BaseDatabase, filters: Filters) -> int:
         row = fetch_one(db, f"SELECT count(*) FROM {self.source}{filters.where()}", filters.args)
         return int(row[0]) if row is not None else 0
 
-    def _start_after(self, db: Database, where: Filters, keyset: Keyset, sort: Sort | None) -> None:
+    def _start_after(
+        self, db: BaseDatabase, where: Filters, keyset: Keyset, sort: Sort | None
+    ) -> None:
         """Add the clause that starts the page after the row ``last_primary_key`` names."""
         last = keyset.last_primary_key
         after_id = f"{self.id_column} {_after(direction(keyset.primary_key_dir))} ?"

@@ -8,21 +8,30 @@ row: the database alone holds no key. :class:`SealedKeys` handles all of them at
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dockgate.gateway.sealing import Kek, Keyring, Place, is_sealed
-from dockgate.gateway.store._db import Database, NotFound, StoreError
+from dockgate.gateway.store._db import BaseDatabase, Connection, NotFound, StoreError
 from dockgate.gateway.store._keyset import Filters, Keyset, Listing, Page
 from dockgate.gateway.store._rows import Product, Record, TagKeyInfo, columns
-from dockgate.gateway.store._sql import every, exists, fetch_one, last_id, must, one, require
+from dockgate.gateway.store._sql import (
+    every,
+    exists,
+    fetch_one,
+    last_id,
+    must,
+    next_id,
+    one,
+    require,
+)
 
 TECHNOLOGIES = ("nfc", "qrcode", "data_matrix", "aztec", "pdf417")
 TOKEN_ENCRYPTIONS = ("static", "aes-128")
 _PRODUCT = f"SELECT {columns(Product)} FROM products"
 _RECORD = f"SELECT {columns(Record)} FROM records"
+_NEXT_PRODUCT, _NEXT_RECORD = next_id("products"), next_id("records")
 _PRODUCTS = Listing(Product, columns(Product, "p."), "products p", "p.id")
 _RECORDS = Listing(
     Record, columns(Record, "c."), "records c JOIN products p ON p.id = c.product_id", "c.id"
@@ -32,17 +41,18 @@ _RECORDS = Listing(
 class Products:
     """Products and their pairing to a rider (which pairs all of their records)."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 
     def create(self, name: str, kind: str = "card", *, id: int | None = None) -> int:
         with self.db.transaction() as c:
             cur = c.execute(
-                "INSERT INTO products(id, name, kind, created_at) VALUES (?,?,?,?)",
+                f"INSERT INTO products(id, name, kind, created_at) VALUES ({_NEXT_PRODUCT},?,?,?)"
+                " RETURNING id",
                 (id, name, kind, self.clock()),
             )
-            return last_id(cur) if id is None else id
+            return last_id(cur)
 
     def exists(self, id: int) -> bool:
         return exists(self.db, "products", id)
@@ -97,7 +107,7 @@ def _as_bytes(value: object) -> bytes:
 class Records:
     """A product's records: what a reader reads (a UID, a code) and the key that checks it."""
 
-    def __init__(self, db: Database, clock: Callable[[], float], keyring: Keyring) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float], keyring: Keyring) -> None:
         self.db = db
         self.clock = clock
         self.keyring = keyring
@@ -122,7 +132,7 @@ class Records:
             require(self.db, "products", product_id, "product")
             cur = c.execute(
                 "INSERT INTO records(id, product_id, technology, token_encryption, key_secret,"
-                " uid, created_at) VALUES (?,?,?,?,NULL,?,?)",
+                f" uid, created_at) VALUES ({_NEXT_RECORD},?,?,?,NULL,?,?) RETURNING id",
                 (
                     id,
                     product_id,
@@ -132,7 +142,7 @@ class Records:
                     self.clock(),
                 ),
             )
-            new_id = last_id(cur) if id is None else id
+            new_id = last_id(cur)
             if key is not None:
                 sealed = self.keyring.seal(key.encode(), _RECORD_KEY.place(new_id))
                 c.execute("UPDATE records SET key_secret=? WHERE id=?", (sealed, new_id))
@@ -192,7 +202,7 @@ class Records:
 class TagKeys:
     """Named AES keys (``set`` rotates: a new version); only the verifier reads the bytes."""
 
-    def __init__(self, db: Database, clock: Callable[[], float], keyring: Keyring) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float], keyring: Keyring) -> None:
         self.db = db
         self.clock = clock
         self.keyring = keyring
@@ -203,7 +213,7 @@ class TagKeys:
         with self.db.transaction() as c:
             c.execute(
                 "INSERT INTO tag_keys(name, key, version, updated_at) VALUES (?,?,1,?)"
-                " ON CONFLICT(name) DO UPDATE SET key=excluded.key, version=version+1,"
+                " ON CONFLICT(name) DO UPDATE SET key=excluded.key, version=tag_keys.version+1,"
                 " updated_at=excluded.updated_at",
                 (name, sealed, self.clock()),
             )
@@ -228,7 +238,7 @@ class SealedKeys:
     database from before sealing, check that all open under the KEK in use, re-seal them all
     under a new KEK. The store's aggregates seal and open one key at a time."""
 
-    def __init__(self, db: Database, keyring: Keyring) -> None:
+    def __init__(self, db: BaseDatabase, keyring: Keyring) -> None:
         self.db = db
         self.keyring = keyring
 
@@ -274,11 +284,11 @@ class SealedKeys:
         return len(stored)
 
     @classmethod
-    def _plaintext(cls, conn: sqlite3.Connection) -> list[tuple[_KeyColumn, object, object]]:
+    def _plaintext(cls, conn: Connection) -> list[tuple[_KeyColumn, object, object]]:
         return [(col, row, value) for col, row, value in cls._stored(conn) if not is_sealed(value)]
 
     @staticmethod
-    def _stored(conn: sqlite3.Connection) -> Iterator[tuple[_KeyColumn, object, object]]:
+    def _stored(conn: Connection) -> Iterator[tuple[_KeyColumn, object, object]]:
         for col in _KEY_COLUMNS:
             sql = (
                 f"SELECT {col.row}, {col.column} FROM {col.table}"
@@ -289,9 +299,16 @@ class SealedKeys:
 
 
 @contextmanager
-def _scrubbing(db: Database) -> Iterator[None]:
+def _scrubbing(db: BaseDatabase) -> Iterator[None]:
     """Writes that overwrite the bytes they free (``secure_delete``): a replaced key leaves
-    no copy in a free page. Only for these writes: it costs I/O on the hot path."""
+    no copy in a free page. Only for these writes: it costs I/O on the hot path.
+
+    SQLite only: a PostgreSQL server keeps a replaced row's old version until it vacuums
+    the table (the old value was sealed too, or was the plain text an SQLite file had).
+    """
+    if db.dialect.name != "sqlite":
+        yield
+        return
     before = int(db.conn.execute("PRAGMA secure_delete").fetchone()[0])
     db.conn.execute("PRAGMA secure_delete=ON")
     try:
@@ -300,8 +317,10 @@ def _scrubbing(db: Database) -> Iterator[None]:
         db.conn.execute(f"PRAGMA secure_delete={before}")
 
 
-def _checkpoint(db: Database) -> None:
+def _checkpoint(db: BaseDatabase) -> None:
     """Copy the WAL into the database and empty it: the old pages, which held the replaced
-    keys, are overwritten in the file and gone from the WAL."""
+    keys, are overwritten in the file and gone from the WAL (SQLite only)."""
+    if db.dialect.name != "sqlite":
+        return
     with db.lock:
         db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

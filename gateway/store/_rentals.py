@@ -7,27 +7,29 @@ still starts the rider's trip.
 
 from __future__ import annotations
 
-from dataclasses import astuple
+from dataclasses import astuple, fields
 
-from dockgate.gateway.store._db import Database
+from dockgate.gateway.store._db import BaseDatabase
 from dockgate.gateway.store._rows import PendingRental, columns
-from dockgate.gateway.store._sql import every
+from dockgate.gateway.store._sql import every, marks
 
 _COLUMNS = columns(PendingRental)
+_ADD = (  # a rental added again (same key) replaces the earlier one
+    f"INSERT INTO flow_rentals({_COLUMNS}) VALUES ({marks(len(fields(PendingRental)))})"
+    " ON CONFLICT(key) DO UPDATE SET "
+    + ", ".join(f"{f.name} = excluded.{f.name}" for f in fields(PendingRental) if f.name != "key")
+)
 
 
 class PendingRentals:
     """Insert, update and delete pending rentals; joins the caller's open transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: BaseDatabase) -> None:
         self.db = db
 
     def add(self, rental: PendingRental) -> None:
         with self.db.transaction() as c:
-            c.execute(
-                f"INSERT OR REPLACE INTO flow_rentals({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                astuple(rental),
-            )
+            c.execute(_ADD, astuple(rental))
 
     def set_state(self, key: str, state: str) -> None:
         with self.db.transaction() as c:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from dockgate.gateway.store._db import Database
+from dockgate.gateway.store._db import BaseDatabase
+from dockgate.gateway.store._engines import open_database
 from dockgate.gateway.store._schema import migrate
 
 _ACCEPT = (
@@ -29,12 +30,13 @@ class ReplayStore:
     """Persistent last-accepted counters, keyed by the UID (lowercase hex).
 
     ``ReplayStore(db)`` joins an open database; ``ReplayStore(path)`` opens (and migrates)
-    the SQLite file at ``path`` and closes it with ``close()``.
+    the SQLite file at ``path`` (or the database a ``postgresql://`` URL names) and closes
+    it with ``close()``.
     """
 
-    def __init__(self, target: Database | str | Path) -> None:
-        self._owned = not isinstance(target, Database)
-        self.db = Database(target) if not isinstance(target, Database) else target
+    def __init__(self, target: BaseDatabase | str | Path) -> None:
+        self._owned = not isinstance(target, BaseDatabase)
+        self.db = target if isinstance(target, BaseDatabase) else open_database(target)
         self.path = Path(self.db.path)
         if self._owned:
             migrate(self.db)
@@ -60,7 +62,9 @@ class ReplayStore:
         file gives 0 and is left alone, as is the file itself.
         """
         source = Path(path)
-        if not source.exists() or source.resolve() == self.path.resolve():
+        if not source.exists():
+            return 0
+        if self.db.dialect.name == "sqlite" and source.resolve() == self.path.resolve():
             return 0
         legacy = sqlite3.connect(str(source))
         try:

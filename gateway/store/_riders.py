@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from dockgate.gateway.store._db import Database, NotFound, StoreError
+from dockgate.gateway.store._db import BaseDatabase, NotFound, StoreError
 from dockgate.gateway.store._keyset import FIRST, Filters, Keyset, Listing, Page, Sort
 from dockgate.gateway.store._rows import Rider, columns
 from dockgate.gateway.store._sql import chunked, every, marks, must, one, require
@@ -80,7 +80,7 @@ class RiderQuery:
 class Riders:
     """Rider rows, as the backend pushes them and as the flow charges them."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 
@@ -99,9 +99,9 @@ class Riders:
             c.execute(
                 "INSERT INTO riders(id, email, name, credit, first_purchase_done, updated_at)"
                 " VALUES (?,?,?,COALESCE(?,0),COALESCE(?,0),?) ON CONFLICT(id) DO UPDATE SET"
-                " email=COALESCE(excluded.email, email), name=COALESCE(excluded.name, name),"
-                " credit=COALESCE(?, credit),"
-                " first_purchase_done=COALESCE(?, first_purchase_done),"
+                " email=COALESCE(excluded.email, riders.email),"
+                " name=COALESCE(excluded.name, riders.name), credit=COALESCE(?, riders.credit),"
+                " first_purchase_done=COALESCE(?, riders.first_purchase_done),"
                 " updated_at=excluded.updated_at",
                 (id, email, name, credit, first, self.clock(), credit, first),
             )

@@ -5,17 +5,21 @@ pending rentals and the SUN replay counters. Entries 4 to 6 brought in tables th
 histories of their own (components ``outbox`` and ``flow``, and a separate replay file): they
 are written to run on a database that already has them (``IF NOT EXISTS``, ``OR IGNORE``),
 and drop those old history rows, so a database of any earlier version reaches the same schema.
+
+The history is written in SQLite's SQL and runs on PostgreSQL too: the PostgreSQL dialect
+spells its types there (``BIGINT`` for ``INTEGER``: millisecond timestamps need 8 bytes;
+``DOUBLE PRECISION``, ``BYTEA``, identity columns for ``AUTOINCREMENT``). An entry differs by
+engine (:class:`EngineSql`) only where a translation cannot say it.
 """
 
 from __future__ import annotations
 
-from dockgate.gateway.store._db import Database
+from dockgate.gateway.store._db import BaseDatabase, EngineSql, Migration
 
 COMPONENT = "store"
 
-MIGRATIONS: list[str] = [
-    # 1: the fleet, riders and their NFC products, trips, commands, alerts, outages, energy.
-    """
+#: 1: the fleet, riders and their NFC products, trips, commands, alerts, outages, energy.
+_FLEET = """
     CREATE TABLE networks (
         id INTEGER PRIMARY KEY, name TEXT NOT NULL, timezone TEXT NOT NULL DEFAULT 'UTC',
         updated_at REAL NOT NULL
@@ -110,7 +114,25 @@ MIGRATIONS: list[str] = [
         key TEXT NOT NULL, scope TEXT NOT NULL, fingerprint TEXT NOT NULL,
         response TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY(scope, key)
     )
-    """,
+    """
+#: A tag key is stored sealed (text) since keys were sealed; SQLite's column (a BLOB) also
+#: holds the plain bytes of a database from before, which PostgreSQL never had.
+_SEALED_TAG_KEY = ("key BLOB NOT NULL", "key TEXT NOT NULL")
+
+
+def _for_postgres(sqlite: str, *swaps: tuple[str, str]) -> EngineSql:
+    """A migration whose PostgreSQL text is SQLite's with each ``(old, new)`` swapped once."""
+    postgresql = sqlite
+    for old, new in swaps:
+        if postgresql.count(old) != 1:
+            raise ValueError(f"a migration swap must match once: {old!r}")
+        postgresql = postgresql.replace(old, new)
+    return EngineSql(sqlite, postgresql)
+
+
+MIGRATIONS: list[Migration] = [
+    # 1: the fleet, riders and their NFC products, trips, commands, alerts, outages, energy.
+    _for_postgres(_FLEET, _SEALED_TAG_KEY),
     # 2: time spent on hold by earlier holds of a trip (``paused_at`` is the current hold's
     # start), so that on-hold minutes are priced at ``on_hold_price``.
     """
@@ -205,9 +227,34 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL
     )
     """,
+    # 10: a cluster's lease (``dockgate.gateway.cluster``, docs/cluster.md): a row per site
+    # naming the node that leads (NULL: nobody), its fencing token (one up at every change
+    # of holder) and when it was taken, renewed and ends, in seconds by the database's clock.
+    """
+    CREATE TABLE cluster_lease (
+        site TEXT PRIMARY KEY, holder TEXT, holder_url TEXT,
+        token INTEGER NOT NULL DEFAULT 0,
+        acquired_at REAL, renewed_at REAL, expires_at REAL
+    )
+    """,
+    # 11: the outbox hands out its cursors from a counter row updated in the appending
+    # transaction (a rolled-back append gives its numbers back): a PostgreSQL sequence
+    # does not, and a backend would see a gap it cannot tell from a lost event. It starts
+    # at the last cursor the table's own counter gave.
+    EngineSql(
+        """
+        INSERT INTO outbox_meta(name, value) SELECT 'last_cursor',
+            COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox_events'), 0)
+        """,
+        """
+        INSERT INTO outbox_meta(name, value) SELECT 'last_cursor', COALESCE(
+            pg_sequence_last_value(pg_get_serial_sequence('outbox_events', 'cursor')::regclass),
+            0)
+        """,
+    ),
 ]
 
 
-def migrate(db: Database) -> int:
+def migrate(db: BaseDatabase) -> int:
     """Bring ``db`` to the latest schema (a no-op when it is there); the version reached."""
     return db.migrate(COMPONENT, MIGRATIONS)

@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from dockgate.gateway.store._db import Database, NotFound
+from dockgate.gateway.store._db import BaseDatabase, Cursor, NotFound, Row
 
 T = TypeVar("T")
 CHUNK = 500  # ids per ``IN (...)`` query: well below SQLite's variable limit
 
 
-def fetch_one(db: Database, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
+def fetch_one(db: BaseDatabase, sql: str, args: Iterable[Any] = ()) -> Row | None:
     with db.lock:
-        row: sqlite3.Row | None = db.conn.execute(sql, tuple(args)).fetchone()
+        row: Row | None = db.conn.execute(sql, tuple(args)).fetchone()
         return row
 
 
-def fetch_all(db: Database, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+def fetch_all(db: BaseDatabase, sql: str, args: Iterable[Any] = ()) -> list[Row]:
     with db.lock:
         return db.conn.execute(sql, tuple(args)).fetchall()
 
 
-def one(db: Database, make: Callable[..., T], sql: str, args: Iterable[Any] = ()) -> T | None:
+def one(db: BaseDatabase, make: Callable[..., T], sql: str, args: Iterable[Any] = ()) -> T | None:
     """The first row of ``sql`` made into ``make(*columns)``, or None."""
     row = fetch_one(db, sql, args)
     return None if row is None else make(*row)
 
 
-def every(db: Database, make: Callable[..., T], sql: str, args: Iterable[Any] = ()) -> list[T]:
+def every(db: BaseDatabase, make: Callable[..., T], sql: str, args: Iterable[Any] = ()) -> list[T]:
     """Every row of ``sql``, each made into ``make(*columns)``."""
     return [make(*row) for row in fetch_all(db, sql, args)]
 
@@ -41,13 +40,13 @@ def must(row: T | None, what: str) -> T:
     return row
 
 
-def require(db: Database, table: str, id_: int, what: str) -> None:
+def require(db: BaseDatabase, table: str, id_: int, what: str) -> None:
     """``NotFound`` unless ``table`` has a row with this id (``what``: ``"station"``)."""
     if fetch_one(db, f"SELECT 1 FROM {table} WHERE id = ?", (id_,)) is None:
         raise NotFound(f"{what} {id_} not found")
 
 
-def exists(db: Database, table: str, id_: int) -> bool:
+def exists(db: BaseDatabase, table: str, id_: int) -> bool:
     return fetch_one(db, f"SELECT 1 FROM {table} WHERE id = ?", (id_,)) is not None
 
 
@@ -63,9 +62,15 @@ def chunked(values: Iterable[T]) -> Iterator[list[T]]:
         yield wanted[i : i + CHUNK]
 
 
-def last_id(cursor: sqlite3.Cursor) -> int:
-    """The rowid an INSERT gave (always set after a successful INSERT)."""
-    rowid = cursor.lastrowid
-    if rowid is None:  # pragma: no cover - only after a statement that is not an INSERT
+def last_id(cursor: Cursor) -> int:
+    """The id an ``INSERT ... RETURNING id`` gave (both engines: no ``lastrowid``)."""
+    row = cursor.fetchone()
+    if row is None:  # pragma: no cover - only after a statement that inserted nothing
         raise NotFound("the insert gave no row id")
-    return rowid
+    return int(row[0])
+
+
+def next_id(table: str) -> str:
+    """SQL for an id given or else the next one of ``table`` (``COALESCE(?, max(id) + 1)``,
+    what SQLite gives an ``INTEGER PRIMARY KEY`` left NULL), written for both engines."""
+    return f"COALESCE(?, (SELECT COALESCE(max(id), 0) + 1 FROM {table}))"

@@ -15,17 +15,17 @@ the caller's transaction.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from dockgate.gateway.sealing import Keyring
+from dockgate.gateway.sealing import Kek, KekError, Keyring, load_kek
 from dockgate.gateway.store._alerts import Alerts, Energy, Outages
 from dockgate.gateway.store._bundles import Bundles
 from dockgate.gateway.store._commands import CommandJournal
-from dockgate.gateway.store._db import Database
+from dockgate.gateway.store._db import BaseDatabase, Connection
+from dockgate.gateway.store._engines import open_database
 from dockgate.gateway.store._idempotency import IdempotencyKeys
 from dockgate.gateway.store._inbox import Inbox
 from dockgate.gateway.store._products import Products, Records, SealedKeys, TagKeys
@@ -49,13 +49,14 @@ class Store:
     (``dockgate.gateway.outbox.Outbox``) is built on the same ``db``.
 
     Keys are sealed under ``keyring`` (by default the KEK ``dockgate.gateway.sealing.load_kek``
-    finds for the database's directory); ``sealed_keys`` handles them all at once, and
-    ``sealed_at_open`` counts the plain-text keys of an older database this open sealed.
+    finds for the database's ``data_dir``: an SQLite file's directory; never the database
+    itself); ``sealed_keys`` handles them all at once, and ``sealed_at_open`` counts the
+    plain-text keys of an older database this open sealed.
     """
 
     def __init__(
         self,
-        db: Database,
+        db: BaseDatabase,
         *,
         clock: Callable[[], float] = time.time,
         idempotency_ttl: float = 24 * 3600.0,
@@ -63,7 +64,7 @@ class Store:
         keyring: Keyring | None = None,
     ) -> None:
         migrate(db)
-        keyring = keyring or Keyring.beside(db.path)
+        keyring = keyring or default_keyring(db)
         self.db = db
         self.clock = clock
         now = self._now
@@ -96,9 +97,10 @@ class Store:
         idempotency_max: int = 100_000,
         keyring: Keyring | None = None,
     ) -> Store:
-        """Open (and migrate) the store in the SQLite file at ``path``."""
+        """Open (and migrate) the store in the SQLite file at ``path`` (or the PostgreSQL
+        database a ``postgresql://`` URL names: see ``open_database``)."""
         return cls(
-            Database(path),
+            open_database(path),
             clock=clock,
             idempotency_ttl=idempotency_ttl,
             idempotency_max=idempotency_max,
@@ -108,9 +110,32 @@ class Store:
     def _now(self) -> float:
         return self.clock()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[Connection]:
         """Group writes (of any aggregate, and the outbox's) into one atomic commit."""
         return self.db.transaction()
 
     def close(self) -> None:
         self.db.close()
+
+
+def default_keyring(db: BaseDatabase) -> Keyring:
+    """The KEK :func:`load_kek` finds for ``db.data_dir`` (an SQLite file's directory, or
+    the data directory a PostgreSQL database was opened with), loaded when first needed.
+
+    An SQLite database in memory gets a random KEK that lives as long as the keyring; a
+    PostgreSQL database opened without a data directory has none (a key write or read then
+    fails): the KEK is never kept in the database it protects.
+    """
+    if db.dialect.name == "sqlite":
+        return Keyring.beside(db.path)
+    data_dir = db.data_dir
+    if data_dir is None:
+        return Keyring(_no_kek)
+    return Keyring(lambda: load_kek(data_dir))
+
+
+def _no_kek() -> Kek:
+    raise KekError(
+        "no KEK: a PostgreSQL store needs the daemon's [secrets] or a data directory for its"
+        " key-encryption key (it is never kept in the database)"
+    )

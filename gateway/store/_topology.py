@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import Any
 
-from dockgate.gateway.store._db import Database, StoreError
+from dockgate.gateway.store._db import BaseDatabase, StoreError
 from dockgate.gateway.store._keyset import Filters, Keyset, Listing, Page
 from dockgate.gateway.store._rows import (
     Cluster,
@@ -42,7 +42,7 @@ _STATIONS = Listing(Station, columns(Station, "s."), "stations s", "s.id")
 class Topology:
     """Upserts from the site's configuration and the reads the API and GBFS serve."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 

@@ -11,8 +11,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from dockgate.gateway.store._db import Conflict, Database, NotFound, StoreError
-from dockgate.gateway.store._keyset import LAST, LIKE, Filters, Keyset, Listing, Page, Sort, like
+from dockgate.gateway.store._db import BaseDatabase, Conflict, NotFound, StoreError
+from dockgate.gateway.store._keyset import (
+    LAST,
+    Filters,
+    Keyset,
+    Listing,
+    Page,
+    Sort,
+    ilike,
+    like,
+)
 from dockgate.gateway.store._rows import Trip, columns
 from dockgate.gateway.store._sql import chunked, every, last_id, marks, must, one, require
 from dockgate.gateway.store._vehicles import Vehicles, new_gbfs_id
@@ -47,7 +56,7 @@ _DURATION = _SORTS["duration"]
 _CLUSTER_OF = "(SELECT s.cluster_id FROM stations s WHERE s.id = t.{}_station_id)"
 _CLUSTER_NAMED = (
     "EXISTS (SELECT 1 FROM stations s JOIN clusters c ON c.id = s.cluster_id"
-    f" WHERE s.id = t.{{}}_station_id AND c.name {LIKE})"
+    " WHERE s.id = t.{}_station_id AND " + ilike("c.name") + ")"
 )
 
 
@@ -96,7 +105,9 @@ class TripQuery:
         f.compare("v.serial_number", "=", self.serial_number)
         f.compare("t.rider_id", "=", self.user_id)
         if self.email is not None:
-            rider = f"EXISTS (SELECT 1 FROM riders r WHERE r.id = t.rider_id AND r.email {LIKE})"
+            rider = (
+                f"EXISTS (SELECT 1 FROM riders r WHERE r.id = t.rider_id AND {ilike('r.email')})"
+            )
             f.add(rider, like(self.email))
         f.compare(_CLUSTER_OF.format("start"), "=", self.cluster_start_id)
         f.compare(_CLUSTER_OF.format("end"), "=", self.cluster_end_id)
@@ -122,7 +133,7 @@ class TripQuery:
 class Trips:
     """Trip rows; a start or an end also moves its vehicle (and charges the rider)."""
 
-    def __init__(self, db: Database, clock: Callable[[], float], vehicles: Vehicles) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float], vehicles: Vehicles) -> None:
         self.db = db
         self.clock = clock
         self.vehicles = vehicles
@@ -146,7 +157,8 @@ class Trips:
             spot_id = spot_id if spot_id is not None else vehicle.spot_id
             cur = c.execute(
                 "INSERT INTO trips(rider_id, vehicle_id, record_id, start_station_id,"
-                " start_spot_id, status, started_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                " start_spot_id, status, started_at, updated_at) VALUES (?,?,?,?,?,?,?,?)"
+                " RETURNING id",
                 (rider_id, vehicle_id, record_id, station_id, spot_id, TripState.RUNNING, now, now),
             )
             trip_id = last_id(cur)
@@ -207,10 +219,10 @@ class Trips:
             cur = c.execute(
                 "UPDATE trips SET"
                 " held_seconds = held_seconds + CASE WHEN ? = 0 AND paused_at IS NOT NULL"
-                "  THEN max(0, ? - paused_at) ELSE 0 END,"
+                "  AND ? > paused_at THEN ? - paused_at ELSE 0 END,"
                 " paused_at = CASE WHEN ? = 0 THEN NULL ELSE COALESCE(paused_at, ?) END,"
                 f" status=?, updated_at=? WHERE id=? AND {_OPEN}",
-                (int(held), now, int(held), now, status, now, trip_id),
+                (int(held), now, now, int(held), now, status, now, trip_id),
             )
             if cur.rowcount == 0:
                 raise NotFound(f"open trip {trip_id} not found")

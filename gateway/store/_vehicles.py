@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable
 
-from dockgate.gateway.store._db import Database, NotFound
+from dockgate.gateway.store._db import BaseDatabase, NotFound
 from dockgate.gateway.store._inbox import DeviceClock
 from dockgate.gateway.store._keyset import Filters, Keyset, Listing, Page
 from dockgate.gateway.store._rows import Vehicle, columns
@@ -45,7 +45,7 @@ def new_gbfs_id() -> str:
 class Vehicles:
     """Vehicle rows, docking and undocking (the spot and the vehicle change together)."""
 
-    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+    def __init__(self, db: BaseDatabase, clock: Callable[[], float]) -> None:
         self.db = db
         self.clock = clock
 
@@ -67,8 +67,10 @@ class Vehicles:
                 " lat, lon, gbfs_id, updated_at) VALUES (?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(id) DO UPDATE SET network_id=excluded.network_id,"
                 " serial_number=excluded.serial_number, vehicle_type=excluded.vehicle_type,"
-                " battery=COALESCE(excluded.battery, battery), lat=COALESCE(excluded.lat, lat),"
-                " lon=COALESCE(excluded.lon, lon), updated_at=excluded.updated_at",
+                " battery=COALESCE(excluded.battery, vehicles.battery),"
+                " lat=COALESCE(excluded.lat, vehicles.lat),"
+                " lon=COALESCE(excluded.lon, vehicles.lon),"
+                " updated_at=excluded.updated_at",
                 (
                     id,
                     network_id,

@@ -15,9 +15,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from influxdb_client import InfluxDBClient, Point, WritePrecision
-from influxdb_client.client.write_api import SYNCHRONOUS
-
 from dockgate.gateway.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -81,6 +78,12 @@ class TelemetrySink:
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
+        # Imported here: influxdb-client takes a tenth of a second to import, which every
+        # daemon start would pay with the sink disabled (the default).
+        from influxdb_client import InfluxDBClient, Point, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+
+        self._point, self._ms = Point, WritePrecision.MS
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=timeout_ms)
         self._write = self._client.write_api(write_options=SYNCHRONOUS)
 
@@ -98,12 +101,12 @@ class TelemetrySink:
         """Queue one point (``ts`` in seconds; now if omitted). Never blocks on the network."""
         if not fields:
             raise ValueError("a telemetry point needs at least one field")
-        point = Point(measurement)
+        point = self._point(measurement)
         for key, tag in tags.items():
             point.tag(key, str(tag))
         for key, value in fields.items():
             point.field(key, value)
-        point.time(int((time.time() if ts is None else ts) * 1000), WritePrecision.MS)
+        point.time(int((time.time() if ts is None else ts) * 1000), self._ms)
         self.write_line(point.to_line_protocol())
 
     def write_line(self, line: str) -> None:
@@ -142,7 +145,7 @@ class TelemetrySink:
                     bucket=self.bucket,
                     org=self.org,
                     record=batch,
-                    write_precision=WritePrecision.MS,
+                    write_precision=self._ms,
                 )
                 self.counters.written += len(batch)
                 return True

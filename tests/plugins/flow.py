@@ -6,7 +6,8 @@ says (``done`` unless told otherwise). Device messages are built with the protoc
 ``encode``/``decode``, exactly as the MQTT driver hands them over, and fed to the flow.
 
 - ``rig``: a :class:`FlowRig`: the real store, outbox, rules engine (bundle
-  ``demo-milano``), SUN verifier and tap handler on one database, two stations (``ST01`` at
+  ``demo-milano``), SUN verifier and tap handler on one database (on the test's engine:
+  ``tests.support.stores``), two stations (``ST01`` at
   site A with vehicles ``SXB001`` 90 % and ``SXB002`` 60 %, ``ST02`` at site B with
   ``SXB003`` 10 %), readers ``reader-a`` and ``reader-b``, and a fake port. ``await
   rig.start_gateway(**flow_kwargs)`` (re)starts the flow on the same database: a restart.
@@ -46,9 +47,10 @@ from dockgate.gateway.protocol import (
     now_ms,
 )
 from dockgate.gateway.rules import RulesEngine, load_bundle
-from dockgate.gateway.store import Database, JournalEntry, Store
+from dockgate.gateway.store import BaseDatabase, JournalEntry, Store
 from dockgate.gateway.taps import Tap, TapHandler
 from dockgate.sim.sdm import SdmTag
+from tests.support.stores import open_test_database
 from tests.support.taps import FILE, META, event, make_verifier
 
 BUNDLE = Path(__file__).parent.parent.parent / "config" / "rules" / "demo-milano.json"
@@ -198,7 +200,7 @@ class FlowRig:
     """The gateway's parts on one database, a fake port, and the street's messages."""
 
     path: Path
-    db: Database
+    db: BaseDatabase
     store: Store
     outbox: Outbox
     engine: RulesEngine
@@ -311,7 +313,7 @@ class FlowRig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[FlowRig]:
-    db = Database(tmp_path / "gw.db")
+    db = open_test_database(tmp_path / "gw.db")
     store = Store(db)
     build_world(store)
     r = FlowRig(

@@ -1,8 +1,9 @@
 """pytest fixtures: a private mosquitto for the tests (started on loopback, stopped after).
 
 - `mosquitto`: an anonymous broker, one per test (cheap: ~20 ms), restartable.
-- `mosquitto_auth`: a broker with a password file and per-device ACLs for a small fleet;
-  `mosquitto_auth.users` maps usernames to passwords, `mosquitto_auth.devices` lists the fleet.
+- `mosquitto_auth`: a broker with a password file and per-device ACLs for a small fleet
+  (two scooters, a station, two readers); `mosquitto_auth.users` maps usernames to
+  passwords, `mosquitto_auth.devices` lists the fleet.
 
 - `scripted_device`: a factory of :class:`tests.support.mqtt.ScriptedDevice` (a paho device
   whose replies the test scripts) on the `mosquitto` broker.
@@ -26,6 +27,8 @@ AUTH_FLEET = (
     DeviceRef.vehicle(1, "SXB001"),
     DeviceRef.vehicle(1, "SXB002"),
     DeviceRef.station(1, "ST01"),
+    DeviceRef.reader(1, "R01"),  # readers: each may write only its own tap topic
+    DeviceRef.reader(1, "R02"),
 )
 
 

@@ -2,7 +2,9 @@
 
 - :class:`DaemonProcess` writes a daemon configuration, starts ``dockgate run`` on it, kills it
   (SIGKILL: a crash), restarts it on the same data directory, stops it with SIGTERM, and talks
-  to its API (seeding riders and cards the way the fleet backend does).
+  to its API (seeding riders and cards the way the fleet backend does). Its store is on the
+  test's engine (``tests.support.stores``): with ``--store=postgresql`` the configuration
+  names a fresh PostgreSQL database in ``[store] url``.
 - :class:`Backend` pulls ``GET /api/v1/events`` by cursor and acknowledges, checking as it goes
   that every event arrives once and in cursor order.
 - :class:`WireLog` listens on the broker to every command the gateway publishes, per ``cmd_id``
@@ -27,10 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
+from dockgate.gateway.store._postgres import pyformat, row_factory
 from dockgate.sim.scooter import ScooterSim
 from dockgate.sim.services import free_port
 from dockgate.sim.station import StationSim
+from tests.support import stores
 
 TOKEN = "system-test-token-0123456789abcdef"
 META = "00112233445566778899AABBCCDDEEFF"
@@ -112,6 +117,8 @@ class DaemonProcess:
             "api": {"port": self.api_port},
             "logging": {"format": "json", "level": self.log_level},
         }
+        if stores.engine() == "postgresql":
+            tables["store"] = {"url": self.store_target}
         for name, values in self.extra.items():
             tables.setdefault(name, {}).update(values)
         lines: list[str] = []
@@ -149,6 +156,11 @@ class DaemonProcess:
     @property
     def db_path(self) -> Path:
         return self.workdir / "state" / "dockgate.sqlite3"
+
+    @property
+    def store_target(self) -> str:
+        """What opens the daemon's store: ``db_path``, or the PostgreSQL database for it."""
+        return stores.database_target(self.db_path)
 
     @property
     def log_path(self) -> Path:
@@ -255,7 +267,11 @@ class DaemonProcess:
         return pid
 
     # -- the data directory, read-only (the daemon may be running or dead) ---------------------
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows of ``sql`` (``?`` placeholders), by index or column name, on either engine."""
+        if stores.engine() == "postgresql":  # read only: no schema table made by the reader
+            with psycopg.connect(self.store_target, row_factory=row_factory) as conn:
+                return conn.execute(pyformat(sql), args).fetchall()
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
         try:
             conn.row_factory = sqlite3.Row
@@ -406,7 +422,7 @@ async def until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "") 
     """Poll ``pred`` (sync) until truthy; AssertionError naming ``what`` on timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(sqlite3.OperationalError):
+        with contextlib.suppress(sqlite3.OperationalError, psycopg.Error):
             value = pred()
             if value:
                 return value
