@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from functools import partial
 
 from dockgate.gateway.daemon.settings import ConfigError
 from dockgate.gateway.demo._check import StepFailed
 from dockgate.gateway.demo._cluster_site import ClusterDemoSite
 from dockgate.gateway.demo._cluster_steps import CLUSTER_STEPS
 from dockgate.gateway.demo._cluster_ui import ClusterLiveReport
-from dockgate.gateway.demo._run import STEP_TIMEOUT, DemoOptions, Interrupted, guard, on_signals
+from dockgate.gateway.demo._run import DemoOptions, Interrupted, guard, on_signals, play
 from dockgate.gateway.demo._ui import PlainReport, StepLine
 from dockgate.sim.services.process import ServiceError
 
@@ -75,29 +76,8 @@ async def _run(
         [f"{n.node_id}: API {n.url}/api/v1, log {n.log_path}" for n in site.nodes]
         + [f"API tokens in {site.token_path}"]
     )
-    code = await _play(site, lines, report, stop)
+    code = await play([partial(step.run, site) for step in CLUSTER_STEPS], lines, report, stop)
     if code == 0 and not opts.once:
         report.summary("the site stays live; Ctrl-C stops it")
         await stop.wait()
     return code
-
-
-async def _play(
-    site: ClusterDemoSite, lines: list[StepLine], report: PlainReport, stop: asyncio.Event
-) -> int:
-    day: dict[str, object] = {}
-    for step, line in zip(CLUSTER_STEPS, lines, strict=True):
-        report.step(line)
-        started = time.monotonic()
-        try:
-            line.detail = await guard(step.run(site, day), stop, timeout=STEP_TIMEOUT)
-            line.state = "ok"
-        except (StepFailed, TimeoutError) as exc:
-            line.state, line.detail = "FAILED", str(exc) or f"timed out after {STEP_TIMEOUT:.0f} s"
-        line.seconds = time.monotonic() - started
-        report.result(line)
-        if line.state == "FAILED":
-            for rest in lines[line.number :]:
-                rest.state = "skipped"
-            return 1
-    return 0

@@ -27,10 +27,10 @@ import httpx
 from dockgate.gateway.demo._check import StepFailed
 from dockgate.gateway.demo._cluster_backend import ClusterBackendClient
 from dockgate.gateway.demo._cluster_nodes import READERS, NodeProcess, SiteShared
-from dockgate.gateway.demo._site import CARD_RIDER, RING_RECORD, RING_RIDER, new_uid
+from dockgate.gateway.demo._site import seed_riders
 from dockgate.gateway.demo._world import STATIONS, Secrets, site
 from dockgate.sim.device_base import Broker
-from dockgate.sim.ntag424 import Ntag424Tag, card, ring
+from dockgate.sim.ntag424 import Ntag424Tag
 from dockgate.sim.reader import SimReaderController
 from dockgate.sim.scooter import ScooterSim
 from dockgate.sim.services.mosquitto import Mosquitto
@@ -191,34 +191,8 @@ class ClusterDemoSite:
         return sum(1 for v in await self._api_vehicles() if v.get("spot_id")) >= count
 
     async def _seed_riders(self) -> None:
-        """What a backend does for a new rider: account with credit, product, record, pairing."""
         assert self.backend is not None
-        meta, file = self.keys.meta_read_key, self.keys.file_read_key
-        card_uid, ring_uid = new_uid(), new_uid()
-        self.tags["card"] = card(card_uid, meta_read_key=meta, file_read_key=file)
-        self.tags["ring"] = ring(
-            ring_uid, record=str(RING_RECORD), meta_read_key=meta, file_read_key=file
-        )
-        api = self.backend
-        for rider, name, kind, uid, record in (
-            (CARD_RIDER, "Giulia (card)", "card", card_uid, None),
-            (RING_RIDER, "Marco (ring)", "ring", ring_uid, RING_RECORD),
-        ):
-            await api.send(
-                "PUT",
-                f"/api/v1/users/{rider}",
-                {"name": name, "credit": 2000, "first_purchase_done": True},
-            )
-            product = await api.send("POST", "/api/v1/products", {"name": name, "kind": kind})
-            body: dict[str, str | int] = {
-                "technology": "nfc",
-                "token_encryption": "aes-128",
-                "uid": uid.hex(),
-            }
-            if record is not None:
-                body["id"] = record
-            await api.send("POST", f"/api/v1/products/{product['id']}/records", body)
-            await api.send("POST", f"/api/v1/products/{product['id']}/pair", {"user_id": rider})
+        await seed_riders(self.backend, self.keys, self.tags)
 
     # -- stop -----------------------------------------------------------------------------------
     async def stop(self, *, keep_files: bool = False) -> None:

@@ -12,9 +12,10 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from dockgate.gateway.daemon.settings import ConfigError
 from dockgate.gateway.demo._check import StepFailed
@@ -103,7 +104,7 @@ async def _main(opts: DemoOptions) -> int:
                     f"gateway log {site.log_path}",
                 ]
             )
-            code = await _play(site, lines, report, stop)
+            code = await play([partial(step.run, site) for step in STEPS], lines, report, stop)
             elapsed = time.monotonic() - began
             if code == 0:
                 report.summary(f"all {len(lines)} steps passed in {elapsed:.1f} s")
@@ -132,15 +133,20 @@ class _Done(Exception):
         self.code = code
 
 
-async def _play(
-    site: DemoSite, lines: list[StepLine], report: PlainReport, stop: asyncio.Event
+async def play(
+    runs: Sequence[Callable[[dict[str, Any]], Awaitable[str]]],
+    lines: list[StepLine],
+    report: PlainReport,
+    stop: asyncio.Event,
 ) -> int:
+    """Play the day's steps (each bound to its site) in order, each under ``STEP_TIMEOUT``;
+    the first that fails marks the rest skipped. 0 if every step passed, else 1."""
     day: dict[str, object] = {}
-    for step, line in zip(STEPS, lines, strict=True):
+    for run, line in zip(runs, lines, strict=True):
         report.step(line)
         started = time.monotonic()
         try:
-            line.detail = await guard(step.run(site, day), stop, timeout=STEP_TIMEOUT)
+            line.detail = await guard(run(day), stop, timeout=STEP_TIMEOUT)
             line.state = "ok"
         except (StepFailed, TimeoutError) as exc:
             line.state, line.detail = "FAILED", str(exc) or f"timed out after {STEP_TIMEOUT:.0f} s"

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from dockgate.gateway.daemon.app import Daemon
 from dockgate.gateway.daemon.logs import JsonFormatter
@@ -161,34 +162,8 @@ class DemoSite:
         )
 
     async def _seed_riders(self) -> None:
-        """What a backend does for a new rider: account with credit, product, record, pairing."""
         assert self.backend is not None
-        meta, file = self.keys.meta_read_key, self.keys.file_read_key
-        card_uid, ring_uid = new_uid(), new_uid()  # not the presets: tests may share pcscd
-        self.tags["card"] = card(card_uid, meta_read_key=meta, file_read_key=file)
-        self.tags["ring"] = ring(
-            ring_uid, record=str(RING_RECORD), meta_read_key=meta, file_read_key=file
-        )
-        api = self.backend
-        for rider, name, kind, uid, record in (
-            (CARD_RIDER, "Giulia (card)", "card", card_uid, None),
-            (RING_RIDER, "Marco (ring)", "ring", ring_uid, RING_RECORD),
-        ):
-            await api.send(
-                "PUT",
-                f"/api/v1/users/{rider}",
-                {"name": name, "credit": 2000, "first_purchase_done": True},
-            )
-            product = await api.send("POST", "/api/v1/products", {"name": name, "kind": kind})
-            body: dict[str, str | int] = {
-                "technology": "nfc",
-                "token_encryption": "aes-128",
-                "uid": uid.hex(),
-            }
-            if record is not None:
-                body["id"] = record
-            await api.send("POST", f"/api/v1/products/{product['id']}/records", body)
-            await api.send("POST", f"/api/v1/products/{product['id']}/pair", {"user_id": rider})
+        await seed_riders(self.backend, self.keys, self.tags)
 
     # -- stop -----------------------------------------------------------------------------------
     async def stop(self, *, keep_files: bool = False) -> None:
@@ -213,3 +188,37 @@ class DemoSite:
             self._log_handler.close()
         if not keep_files:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class RiderApi(Protocol):
+    """What seeding riders needs of a backend client: one authorised request."""
+
+    async def send(self, method: str, path: str, body: dict[str, Any]) -> Any: ...
+
+
+async def seed_riders(api: RiderApi, keys: Secrets, tags: dict[str, Ntag424Tag]) -> None:
+    """What a backend does for a new rider: account with credit, product, record, pairing;
+    the card's and the ring's simulated tags go into ``tags``."""
+    meta, file = keys.meta_read_key, keys.file_read_key
+    card_uid, ring_uid = new_uid(), new_uid()  # not the presets: tests may share pcscd
+    tags["card"] = card(card_uid, meta_read_key=meta, file_read_key=file)
+    tags["ring"] = ring(ring_uid, record=str(RING_RECORD), meta_read_key=meta, file_read_key=file)
+    for rider, name, kind, uid, record in (
+        (CARD_RIDER, "Giulia (card)", "card", card_uid, None),
+        (RING_RIDER, "Marco (ring)", "ring", ring_uid, RING_RECORD),
+    ):
+        await api.send(
+            "PUT",
+            f"/api/v1/users/{rider}",
+            {"name": name, "credit": 2000, "first_purchase_done": True},
+        )
+        product = await api.send("POST", "/api/v1/products", {"name": name, "kind": kind})
+        body: dict[str, str | int] = {
+            "technology": "nfc",
+            "token_encryption": "aes-128",
+            "uid": uid.hex(),
+        }
+        if record is not None:
+            body["id"] = record
+        await api.send("POST", f"/api/v1/products/{product['id']}/records", body)
+        await api.send("POST", f"/api/v1/products/{product['id']}/pair", {"user_id": rider})
