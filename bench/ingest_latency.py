@@ -12,10 +12,11 @@ Stations 1-8 serve the idle phase, 9-16 the load phase, so a spot is opened once
   encoder): the SUN URL of a simulated NTAG 424 DNA card (its own UID), ``seq``, ``ts``.
   Taps go out every ``--tap-interval-ms`` (20), round robin over the phase's 8 readers, open
   loop (a tap does not wait for the one before it).
-- The stations: one paho client subscribed to ``dockgate/1/station/+/cmd`` stamps each
-  command's arrival, then answers as a station does: an ``ack`` (accepted) at once on the
-  command's Response Topic with its Correlation Data, and for a command that moves something
-  (``unlock-spot``, ``lock-spot``) its ``outcome`` (done) right after.
+- The stations: one paho client in its own process (as a station is its own device),
+  subscribed to ``dockgate/1/station/+/cmd``, stamps each command's arrival, then answers
+  as a station does: an ``ack`` (accepted) at once on the command's Response Topic with
+  its Correlation Data, and for a command that moves something (``unlock-spot``,
+  ``lock-spot``) its ``outcome`` (done) right after.
 - The load: a flood process (started with the daemon, its backlog generated meanwhile) with
   a raw MQTT 3.1.1 socket publishes bench/system.py's realistic telemetry of the same fleet
   at QoS 1, keeping ``--load-depth`` messages (2,048: two of the daemon's 1,024-message
@@ -39,10 +40,16 @@ Figures, per phase (``idle``: no flood; ``load``), each over the phase's taps:
   all are equal), so each unlock is matched to its tap. Target p99 < 50 ms.
 - ``command_rtt``: the daemon's own view, from its ``dockgate_command_ack_seconds`` histogram
   of ``unlock-spot`` in ``/metrics`` (read before and after the phase): from the command's
-  first publish (``send_command`` called) to the ack handed back to the waiting coroutine on
-  the daemon's event loop. Exact mean (sum / count); p50 and p99 as the upper bound of the
-  bucket they fall in (1, 2, 5, 10, 25, 50 ms, ...). Target p99 < 5 ms. Beside it, from
+  first publish (``send_command`` called) to the ack read off the socket by the daemon's
+  MQTT network thread. Exact mean (sum / count); p50 and p99 as the upper bound of the
+  bucket they fall in (1, 2, 3, 4, 5, 7.5, 10, 25 ms, ...). Target p99 < 5 ms. Beside it, from
   outside, the station's share: its receipt of ``unlock-spot`` to its ack handed to paho.
+- ``command_rtt_raw``: the round trip's baseline with no gateway in the path, same run: a
+  paho client in its own process sends a ``station-feedback`` to station ``RAW`` every
+  ``--tap-interval-ms`` while the phase's taps go out; the station process answers it on
+  the client's Response Topic; from the client's publish (``time.perf_counter()`` just
+  before) to the ack read in its callback: p50, p99, max. What the broker, the station and
+  the machine's scheduling cost under the same load.
 - ``verified_to_unlock``: the daemon's ``dockgate_tap_to_unlock_seconds`` (a tap verified ->
   its unlock handed to the MQTT driver), the same way: the part of the tap's time that is
   not the wait before the tap's batch.
@@ -206,52 +213,34 @@ class Received:
 
 
 class Stations:
-    """One paho client answering every station's commands as the protocol says; it stamps
-    each command's arrival (``unlocks``: (device, spot) -> first unlock-spot's arrival)."""
+    """The stations: one paho client in its own process (a station is its own device, and
+    this process's reader client and waits would otherwise share its interpreter lock),
+    answering every station's commands as the protocol says. Each command comes back up a
+    pipe with its arrival stamp (``unlocks``: (device, spot) -> first unlock-spot)."""
 
     def __init__(self, port: int) -> None:
         self.unlocks: dict[tuple[str, int], Received] = {}
         self.commands: list[Received] = []
         self.cond = threading.Condition()
-        self.client = _client("latency-bench-stations", port)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"dockgate/{NET}/station/+/cmd", qos=1)
-        self.client.loop_start()
-        if not subscribed.wait(10):
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.stop = ctx.Event()
+        self.proc = ctx.Process(target=stations_main, args=(child, port, self.stop), daemon=True)
+        self.proc.start()
+        if not self.conn.poll(30) or self.conn.recv() != "subscribed":
             raise RuntimeError("the station client could not subscribe")
+        self.reader = threading.Thread(target=self._collect, daemon=True)
+        self.reader.start()
 
-    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        at = time.monotonic()
-        try:
-            body = orjson.loads(msg.payload)
-        except orjson.JSONDecodeError:
-            return
-        got = Received(msg.topic.split("/")[3], str(body.get("cmd")), body, at)
-        self._answer(msg, got)
-        with self.cond:
-            self.commands.append(got)
-            if got.cmd == "unlock-spot":
-                self.unlocks.setdefault((got.device, int(body["spot"])), got)
-            self.cond.notify_all()
-
-    def _answer(self, msg: paho.MQTTMessage, got: Received) -> None:
-        """An ack at once; the outcome of a command that moves something right after."""
-        props = Properties(PacketTypes.PUBLISH)
-        correlation = getattr(msg.properties, "CorrelationData", None)
-        if correlation is not None:
-            props.CorrelationData = correlation
-        topic = getattr(msg.properties, "ResponseTopic", None) or msg.topic[:-3] + "reply"
-        base = {"v": 1, "device_id": got.device, "cmd_id": got.body.get("cmd_id")}
-        ack = {**base, "ts": time.time_ns() // 1_000_000, "phase": "ack", "status": "accepted"}
-        self.client.publish(topic, orjson.dumps(ack), qos=1, properties=props)
-        got.acked_at = time.monotonic()
-        if got.cmd in PHYSICAL:
-            done = {**base, "ts": time.time_ns() // 1_000_000, "phase": "outcome"}
-            done["status"] = "done"
-            self.client.publish(topic, orjson.dumps(done), qos=1, properties=props)
+    def _collect(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                got = Received(*self.conn.recv())
+                with self.cond:
+                    self.commands.append(got)
+                    if got.cmd == "unlock-spot":
+                        self.unlocks.setdefault((got.device, int(got.body["spot"])), got)
+                    self.cond.notify_all()
 
     def wait_unlocks(self, keys: list[tuple[str, int]], timeout: float) -> dict[Any, Received]:
         deadline = time.monotonic() + timeout
@@ -275,8 +264,128 @@ class Stations:
             )
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.stop.set()
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def stations_main(conn: Connection, port: int, stop: Any) -> None:
+    """The station process: answer each command, then send it up ``conn`` (after the
+    replies are handed to paho, so the pipe never delays them)."""
+    client = _client("latency-bench-stations", port)
+
+    def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        at = time.monotonic()
+        try:
+            body = orjson.loads(msg.payload)
+        except orjson.JSONDecodeError:
+            return
+        device, cmd = msg.topic.split("/")[3], str(body.get("cmd"))
+        acked_at = _answer(client, msg, device, cmd, body)
+        conn.send((device, cmd, body, at, acked_at))
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: conn.send("subscribed")
+    client.connect("127.0.0.1", port)
+    client.subscribe(f"dockgate/{NET}/station/+/cmd", qos=1)
+    client.loop_start()
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+
+
+def _answer(
+    client: paho.Client, msg: paho.MQTTMessage, device: str, cmd: str, body: dict[str, Any]
+) -> float:
+    """An ack at once; the outcome of a command that moves something right after. Returns
+    the moment the ack was handed to paho."""
+    props = Properties(PacketTypes.PUBLISH)
+    correlation = getattr(msg.properties, "CorrelationData", None)
+    if correlation is not None:
+        props.CorrelationData = correlation
+    topic = getattr(msg.properties, "ResponseTopic", None) or msg.topic[:-3] + "reply"
+    base = {"v": 1, "device_id": device, "cmd_id": body.get("cmd_id")}
+    ack = {**base, "ts": time.time_ns() // 1_000_000, "phase": "ack", "status": "accepted"}
+    client.publish(topic, orjson.dumps(ack), qos=1, properties=props)
+    acked_at = time.monotonic()
+    if cmd in PHYSICAL:
+        done = {**base, "ts": time.time_ns() // 1_000_000, "phase": "outcome"}
+        done["status"] = "done"
+        client.publish(topic, orjson.dumps(done), qos=1, properties=props)
+    return acked_at
+
+
+class RawPair:
+    """The command round trip's same-run baseline, with no gateway in the path: a paho
+    client in its own process sends a ``station-feedback`` to station ``RAW`` (the same
+    station process answers it, on this client's Response Topic) every ``interval_s`` while
+    the phase runs, and times each from its publish to the ack read in its callback."""
+
+    def __init__(self, port: int, interval_s: float) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.go, self.stop_sending = ctx.Event(), ctx.Event()
+        args = (child, port, interval_s, self.go, self.stop_sending)
+        self.proc = ctx.Process(target=raw_pair_main, args=args, daemon=True)
+        self.proc.start()
+        if not self.conn.poll(30) or self.conn.recv() != "subscribed":
+            raise RuntimeError("the raw round-trip client could not subscribe")
+
+    def start(self) -> None:
+        self.stop_sending.clear()
+        self.go.set()
+
+    def stop(self) -> list[float]:
+        """Stop sending; the round trips (ms) since ``start``."""
+        self.go.clear()
+        self.stop_sending.set()
+        samples: list[float] = self.conn.recv() if self.conn.poll(10) else []
+        return samples
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.join(5)
+
+
+def raw_pair_main(conn: Connection, port: int, interval_s: float, go: Any, stop: Any) -> None:
+    """The raw round-trip process: rounds of commands, each round's round trips sent up
+    ``conn`` when ``stop`` is set."""
+    client = _client("latency-bench-raw", port)
+    sent: dict[bytes, float] = {}
+    rtts: list[float] = []
+
+    def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        at = time.perf_counter()
+        started = sent.pop(getattr(msg.properties, "CorrelationData", b""), None)
+        if started is not None:
+            rtts.append((at - started) * 1e3)
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: conn.send("subscribed")
+    client.connect("127.0.0.1", port)
+    client.subscribe("latency-bench/raw/reply", qos=1)
+    client.loop_start()
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = "latency-bench/raw/reply"
+    n = 0
+    while True:
+        go.wait()
+        rtts.clear()
+        while not stop.wait(interval_s):
+            n += 1
+            cmd_id = f"raw-{n}"
+            props.CorrelationData = cmd_id.encode()
+            body = {"v": 1, "cmd": "station-feedback", "cmd_id": cmd_id, "result": "accepted"}
+            sent[props.CorrelationData] = time.perf_counter()
+            client.publish(
+                f"dockgate/{NET}/station/RAW/cmd", orjson.dumps(body), qos=1, properties=props
+            )
+        time.sleep(0.05)  # the last replies
+        conn.send(list(rtts))
+        sent.clear()
+        while go.is_set():
+            time.sleep(0.01)
 
 
 class Readers:
@@ -579,6 +688,7 @@ class Session:
     daemon_pid: int
     stations: Stations
     readers: Readers
+    raw: RawPair
     urls: dict[tuple[int, int], str]
 
 
@@ -619,12 +729,15 @@ def tap_figures(
 def idle_phase(s: Session) -> dict[str, Any]:
     """The taps with nothing else to do for the daemon."""
     before = daemon_histograms(s.api_port)
+    s.raw.start()
     keys, sent = run_taps(s, "idle")
     got = s.stations.wait_unlocks(keys, timeout=30)
+    raw = s.raw.stop()
     delta = wait_histograms(s.api_port, before, len(got))
     return {
         **tap_figures(s, keys, sent, got),
         "command_rtt_daemon": delta["ack"].figures(),
+        "command_rtt_raw": raw_figures(raw),
         "verified_to_unlock_daemon": delta["tap"].figures(),
         "load_average": os.getloadavg(),
     }
@@ -636,8 +749,10 @@ def load_phase(s: Session, flood: Flood) -> dict[str, Any]:
     before = daemon_histograms(s.api_port)
     flood.start()
     spy = start_spy(s.plan.profile, s.daemon_pid)
+    s.raw.start()
     keys, sent = run_taps(s, "load")
     s.stations.wait_unlocks(keys, timeout=max(0.0, sent[-1] + s.plan.hold_s - time.monotonic()))
+    raw = s.raw.stop()
     time.sleep(3 * FLOOD_TICK_S)  # a row of the flood's after the last sample
     stopped_at = time.monotonic()
     window = LoadWindow(flood.stop(), stopped_at, flood.supply, s.plan.load_depth)
@@ -647,9 +762,22 @@ def load_phase(s: Session, flood: Flood) -> dict[str, Any]:
     return {
         **tap_figures(s, keys, sent, got),
         "command_rtt_daemon": delta["ack"].figures(),
+        "command_rtt_raw": raw_figures(raw),
         "verified_to_unlock_daemon": delta["tap"].figures(),
         "load": load_figures(window, sent, [g.at for g in got.values()]),
         "load_average": os.getloadavg(),
+    }
+
+
+def raw_figures(rtts: list[float]) -> dict[str, float]:
+    """The raw pair's round trips (ms): how many, p50, p99, max."""
+    if not rtts:
+        return {"n": 0}
+    return {
+        "n": len(rtts),
+        "ms_p50": pct(rtts, 0.5),
+        "ms_p99": pct(rtts, 0.99),
+        "ms_max": max(rtts),
     }
 
 
@@ -698,13 +826,15 @@ def measure(plan: Plan, workdir: Path) -> dict[str, Any]:
             urls = sun_urls(plan.stations("idle") + plan.stations("load"))
             with daemon_at(workdir, broker.port) as daemon:
                 stations, readers = Stations(broker.port), Readers(broker.port)
+                raw = RawPair(broker.port, plan.tap_interval_s)
                 assert daemon.proc is not None
-                s = Session(plan, daemon.api_port, daemon.proc.pid, stations, readers, urls)
+                s = Session(plan, daemon.api_port, daemon.proc.pid, stations, readers, raw, urls)
                 try:
                     flood.sig.ready.wait(120)
                     idle = idle_phase(s)
                     load = load_phase(s, flood)
                 finally:
+                    raw.close()
                     readers.close()
                     stations.close()
                 alive = daemon.proc.poll() is None
@@ -756,6 +886,16 @@ def _behind(w: dict[str, Any]) -> str:
     return "NO: the daemon had caught up (the flood ran dry)"
 
 
+def _raw(r: dict[str, float]) -> str:
+    if not r["n"]:
+        return "no samples"
+    return f"p50 {r['ms_p50']:.1f} / p99 {r['ms_p99']:.1f} / max {r['ms_max']:.1f} ms"
+
+
+def _raw_p99(r: dict[str, float]) -> str:
+    return f"{r['ms_p99']:.1f} ms" if r["n"] else "no samples"
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
@@ -777,6 +917,11 @@ def render(f: dict[str, Any], drain_rate: float | None = None) -> list[str]:
             "command RTT (daemon's histogram)",
             _hist(idle["command_rtt_daemon"]),
             _hist(load["command_rtt_daemon"]),
+        ),
+        (
+            "  raw paho pair (no gateway)",
+            _raw(idle["command_rtt_raw"]),
+            _raw(load["command_rtt_raw"]),
         ),
         (
             "  station: unlock-spot -> its ack",
@@ -812,6 +957,7 @@ def render(f: dict[str, Any], drain_rate: float | None = None) -> list[str]:
         f"  tap p99 < {f['tap_target_p99_ms']:.0f} ms under load: "
         f"{_verdict(f['tap_meets_target'])}; command RTT p99 < {f['rtt_target_p99_ms']:.0f} ms "
         "under load: "
-        f"{_verdict(f['rtt_meets_target'])}",
+        f"{_verdict(f['rtt_meets_target'])} (the raw pair's p99 under the same load: "
+        f"{_raw_p99(load['command_rtt_raw'])})",
     ]
     return out

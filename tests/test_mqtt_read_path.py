@@ -21,12 +21,13 @@ import pytest
 
 from dockgate.drivers.mqtt import MqttDriver, MqttSettings
 from dockgate.drivers.mqtt.paho_compat import BufferedSocket
-from dockgate.gateway.protocol import Channel, DeviceRef
+from dockgate.gateway.protocol import Ack, Channel, DeviceRef, encode, now_ms
 from tests.support.mqtt import telemetry
 
 VEHICLE = DeviceRef.vehicle(7, "SXB123")
 CONNACK = bytes([0x20, 3, 0, 0, 0])  # no session present, success, no properties
 USER_PROPERTY = 0x26
+CORRELATION_DATA = 0x09
 
 
 def remaining_length(n: int) -> bytes:
@@ -193,3 +194,81 @@ def test_take_packet_refuses_an_overlong_length() -> None:
         sock = BufferedSocket(right)
         sock.recv(0)  # fills the buffer, hands nothing
         assert sock.take_packet() is None  # five length bytes: paho reports the protocol error
+
+
+def ack_reply(cmd_id: str) -> bytes:
+    return encode(Ack(ts=now_ms(), device_id=VEHICLE.device_id, cmd_id=cmd_id, status="accepted"))
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_replies_and_refusals_in_a_cut_stream_keep_the_puback_order(seed: int) -> None:
+    """Replies are validated as they are read, with or without correlation data (paho's path
+    and the bulk path); a refused report is refused when its batch is taken. Every PUBACK
+    still leaves once, in arrival order, and only after what came before it is settled."""
+    telemetry_topic, reply_topic = VEHICLE.topic(Channel.TELEMETRY), VEHICLE.topic(Channel.REPLY)
+    packets, good, replies, refused = [], [], 0, 0
+    for mid in range(1, 601):
+        if mid % 50 == 0:  # a reply to a command nobody waits for: counted late
+            corr = bytes([CORRELATION_DATA]) + struct.pack("!H", 2) + b"c9" if mid % 100 else b""
+            packets.append(publish(reply_topic, mid, ack_reply("c9"), properties=corr))
+            replies += 1
+        elif mid % 13 == 0:
+            packets.append(publish(telemetry_topic, mid, b"{garbage"))
+            refused += 1
+        else:
+            packets.append(publish(telemetry_topic, mid, telemetry(odometer=mid)))
+            good.append(mid)
+    with scripted(b"".join(packets), seed) as broker:
+        settings = MqttSettings(port=broker.port, client_id=f"gw-replies-{seed}")
+        async with MqttDriver(settings) as driver:
+            seen: list[int] = []
+            while len(seen) < len(good):
+                batch = await asyncio.wait_for(driver.get_batch(), 10)
+                seen += [m.payload.odometer for m in batch]
+                driver.acknowledge_delivered()
+            for _ in range(200):
+                if len(broker.pubacks) == 600:
+                    break
+                await asyncio.sleep(0.02)
+            status = driver.status()
+    assert seen == good
+    assert broker.pubacks == list(range(1, 601))
+    assert status["rejected"] == {"bad-json": refused}
+    assert status["late_replies"] == replies
+    assert status["accepted"] == len(good) + replies
+
+
+def test_bulk_read_takes_plain_publishes_and_stops_before_anything_else() -> None:
+    plain = publish("a/telemetry", 1, b"one")
+    qos0_retained = bytes([0x31]) + remaining_length(6 + 3) + utf8("a/b") + b"\0" + b"two"
+    with_properties = publish(
+        "a/reply", 2, b"three", properties=bytes([CORRELATION_DATA]) + utf8("x")
+    )
+    puback = bytes([0x40, 2, 0, 3])
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(plain + qos0_retained + with_properties + puback + plain + plain[:5])
+        sock = BufferedSocket(right)
+        sock.recv(0)  # fills the buffer, hands nothing
+        assert sock.take_bare_publishes(10) == [
+            (b"a/telemetry", b"one", 1, 1, False),
+            (b"a/b", b"two", 0, 0, True),
+        ]
+        assert sock.take_bare_publishes(10) == []  # properties: paho decodes it
+        assert sock.take_packet() is not None
+        assert sock.take_bare_publishes(10) == []  # a PUBACK
+        assert sock.take_packet() == (0x40, bytes([0, 3]))
+        assert sock.take_bare_publishes(1) == [(b"a/telemetry", b"one", 1, 1, False)]
+        assert sock.take_bare_publishes(10) == []  # five bytes of a packet: paho reads on
+        assert sock.pending() == 5
+
+
+def test_bulk_read_leaves_a_malformed_publish_to_paho() -> None:
+    overlong_topic = bytes([0x32, 6]) + struct.pack("!H", 200) + b"abcd"
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(overlong_topic)
+        sock = BufferedSocket(right)
+        sock.recv(0)
+        assert sock.take_bare_publishes(10) == []
+        assert sock.pending() == len(overlong_topic)

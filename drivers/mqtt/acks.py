@@ -7,8 +7,9 @@ gateway says its effect is durable; after a crash the persistent session redeliv
 
 MQTT v5 (section 4.6) wants PUBACKs in the order the PUBLISH packets arrived, so the ledger
 releases a prefix: an entry goes out only when it and every entry before it are settled. A
-refused message or a command reply is settled on arrival (its refusal is counted and logged
-first); an accepted device message when the consumer reports its batch committed. Batches
+command reply is settled on arrival; any other message once the consumer has taken it: a
+refused one there and then (counted and logged first), an accepted one when the consumer
+reports its batch committed. Batches
 need not be committed in arrival order (a reader's tap overtakes queued telemetry): a
 committed entry waits, settled, for those before it.
 
@@ -39,7 +40,7 @@ class AckLedger:
     def arrive(self, mid: int, *, settled: bool) -> int:
         """Record a QoS 1 message as it arrives (network thread); returns its sequence number.
 
-        A settled arrival (refused, or a reply) is acknowledged at once if nothing before it
+        A settled arrival (a command reply) is acknowledged at once if nothing before it
         is still open.
         """
         with self._lock:

@@ -1,9 +1,11 @@
 """The gateway's MQTT v5 driver: one connection, validated inbound messages, commands.
 
 paho-mqtt runs in one network thread of ours; this driver does not use aiomqtt, which hands
-every message to the event loop on its own. Here the network thread validates each message,
+every message to the event loop on its own. Here the network thread frames each message,
 appends it to a bounded deque and wakes the event loop once per burst, only when the consumer
-waits. ``bench/mqtt.py`` measures the ingest rate beside a raw paho subscriber.
+waits; the consumer validates a batch as it takes it. Only command replies are validated on
+the network thread, as they arrive, so a command's round trip does not wait for the reports
+read before its reply. ``bench/mqtt.py`` measures the ingest rate beside a raw paho subscriber.
 
     async with MqttDriver(settings) as driver:
         async for msg in driver.messages():
@@ -41,6 +43,7 @@ from dockgate.drivers.mqtt._props import (
 from dockgate.drivers.mqtt.acks import AckLedger
 from dockgate.drivers.mqtt.outcome import CommandOutcome, CommandStatus
 from dockgate.drivers.mqtt.paho_compat import (
+    BarePublish,
     BufferedSocket,
     FastClient,
     close_sockets,
@@ -81,9 +84,16 @@ _WAKE_BATCH = 512  # wake the consumer at least every this many queued messages
 _TICK = 0.005  # s: command deadlines are rounded up to this, so timeouts expire together
 _SESSION_TAKEN_OVER = 0x8E  # MQTT v5 DISCONNECT reason: another connection took the id
 _TOPIC_CACHE = 65_536  # devices whose command topic and reply property are kept packed
+_REPLY_SUFFIX = b"/" + Channel.REPLY.value.encode()
+_TAP_SUFFIX = b"/" + Channel.TAP.value.encode()
 # What asyncio's event loop adds to ``time()`` to decide that a timer is due (it reads the
 # same clock information into a private attribute).
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+# A message as the network thread queues it: ledger sequence (0: QoS 0, nothing to ack),
+# raw topic, payload, retain flag, receive time (s since the epoch). Validated by get_batch.
+_Inbound = tuple[int, bytes, bytes, bool, float]
 
 
 class MqttError(Exception):
@@ -139,8 +149,8 @@ class MqttDriver:
         self.stats = DriverStats()
         # accepted messages with their ledger sequence number (0: QoS 0, nothing to ack);
         # ``_urgent``: readers' taps, handed out before the telemetry queued ahead of them
-        self._queue: deque[tuple[int, DeviceMessage]] = deque()
-        self._urgent: deque[tuple[int, DeviceMessage]] = deque()
+        self._queue: deque[_Inbound] = deque()
+        self._urgent: deque[_Inbound] = deque()
         self._acks = AckLedger(self._send_pubacks)
         self._handed: list[int] = []  # ledger sequences get_batch returned, not yet committed
         self._cond = threading.Condition()
@@ -163,6 +173,7 @@ class MqttDriver:
         self._sub_mid: int | None = None
         self._reconnects = reconnect_backoff(settings).series()
         self._reject_logged: dict[str, int] = {}
+        self._refusals = threading.Lock()
         self._client = self._make_client()
 
     # --- set-up -------------------------------------------------------------------------
@@ -192,8 +203,10 @@ class MqttDriver:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        # Publishes from the event loop only queue the packet and wake the network thread
-        # through paho's socket pair; only that thread ever writes to the socket.
+        client.on_bare_publishes = self._on_publishes
+        # paho's own direct write from a publishing thread is off (it skips the write while
+        # the network thread is in a callback); commands and PUBACKs are written by
+        # ``FastClient.write_queued`` instead, under the lock the network thread writes with.
         client.on_socket_register_write = lambda *a: None
         client.on_socket_unregister_write = lambda *a: None
         return client
@@ -422,85 +435,116 @@ class MqttDriver:
         self._mark_down(f"disconnect: {rc}")
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        """Validate one inbound message (network thread); never raises into paho."""
-        stats = self.stats
-        stats.received += 1
-        try:
-            topic = msg.topic
-            dm = decode(
-                topic,
-                msg.payload,
-                received_at=time.time(),
-                retained=msg.retain,
-                max_future_ms=self.settings.max_future_ms,
-                max_past_ms=self.settings.max_past_ms,
-            )
-        except ProtocolError as exc:
-            self._reject(exc.code, msg, exc.detail)
-            return
-        except Exception as exc:
-            self._reject("internal", msg, type(exc).__name__)
-            return
-        stats.accepted += 1
-        if dm.channel is Channel.REPLY:
-            self._take_reply(msg, dm)
-            return
-        seq = self._acks.arrive(msg.mid, settled=False) if msg.qos else 0
-        self._enqueue(seq, dm)
-
-    def _take_reply(self, msg: paho.MQTTMessage, dm: DeviceMessage) -> None:
-        """Hand a command reply to the event loop; it is acknowledged on arrival."""
+        """Queue one inbound message that came through paho (network thread)."""
         corr = getattr(msg.properties, "CorrelationData", None)
-        if corr is not None and corr != dm.payload.cmd_id.encode():
-            self._reject("bad-correlation", msg, "correlation data differs from cmd_id")
+        publish = (raw_topic(msg), bytes(msg.payload), msg.mid, msg.qos, msg.retain)
+        self._on_publishes([publish], corr)
+
+    def _on_publishes(self, batch: list[BarePublish], correlation: bytes | None = None) -> None:
+        """Queue the messages of one read (network thread); never raises into paho.
+
+        Only a command reply is validated here: everything else is validated on the event
+        loop as ``get_batch`` hands it out, so this thread spends a few microseconds per
+        report and stays free to read a command's reply while a backlog streams in.
+        ``correlation`` is the Correlation Data of a lone message paho decoded (a bulk run
+        has no properties).
+        """
+        self.stats.received += len(batch)
+        at = time.time()
+        arrive = self._acks.arrive
+        entries: list[tuple[_Inbound, bool]] = []
+        for topic, payload, mid, qos, retained in batch:
+            if topic.endswith(_REPLY_SUFFIX):
+                if qos:
+                    arrive(mid, settled=True)  # settled on arrival, refused or not
+                self._take_reply(topic, payload, retained, correlation)
+                continue
+            seq = arrive(mid, settled=False) if qos else 0
+            entries.append(((seq, topic, payload, retained, at), topic.endswith(_TAP_SUFFIX)))
+        if entries:
+            self._enqueue(entries)
+
+    def _take_reply(
+        self, topic: bytes, payload: bytes, retained: bool, correlation: bytes | None
+    ) -> None:
+        """Validate a command reply and hand it to the event loop."""
+        try:
+            dm = self._decode(topic, payload, retained, time.time())
+        except ProtocolError as exc:
+            self._log_refusal(exc.code, topic, len(payload), exc.detail)
             return
-        if msg.qos:
-            self._acks.arrive(msg.mid, settled=True)
+        if correlation is not None and correlation != dm.payload.cmd_id.encode():
+            detail = "correlation data differs from cmd_id"
+            self._log_refusal("bad-correlation", topic, len(payload), detail)
+            return
+        self.stats.replies_accepted += 1
         loop = self._loop
         if loop is not None:  # stamped here: the round trip ends when the reply is read
             loop.call_soon_threadsafe(self._on_reply, dm, time.perf_counter())
 
-    def _enqueue(self, seq: int, dm: DeviceMessage) -> None:
-        stats = self.stats
+    def _decode(
+        self, topic: bytes, payload: bytes | bytearray, retained: bool, at: float
+    ) -> DeviceMessage:
+        """One inbound message checked and decoded, or :class:`ProtocolError`."""
+        try:
+            text = topic.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("bad-topic", "topic is not UTF-8") from None
+        try:
+            return decode(
+                text,
+                payload,
+                received_at=at,
+                retained=retained,
+                max_future_ms=self.settings.max_future_ms,
+                max_past_ms=self.settings.max_past_ms,
+            )
+        except ProtocolError:
+            raise
+        except Exception as exc:  # a bug of ours must not stop the network thread or a batch
+            raise ProtocolError("internal", type(exc).__name__) from None
+
+    def _enqueue(self, entries: list[tuple[_Inbound, bool]]) -> None:
+        """Append messages to the queue (``True``: urgent, a reader's tap), waiting while it
+        is full: the socket is not read meanwhile and QoS 1 messages stay un-acked at the
+        broker, so nothing is lost."""
         cond = self._cond
+        limit = self.settings.queue_size
         with cond:
-            if len(self._queue) + len(self._urgent) >= self.settings.queue_size:
-                stats.queue_blocked += 1
-                # Backpressure: stop reading the socket until the consumer catches up; QoS 1
-                # messages stay un-acked at the broker meanwhile, so nothing is lost.
-                self._wake_waiter()  # a full queue is a batch, whatever the burst does
-                while len(self._queue) + len(self._urgent) >= self.settings.queue_size:
+            for entry, urgent in entries:
+                if len(self._queue) + len(self._urgent) >= limit:
+                    self.stats.queue_blocked += 1
+                    self._wake_waiter()  # a full queue is a batch, whatever the burst does
+                while len(self._queue) + len(self._urgent) >= limit:
                     if self._stopping.is_set():
                         return
                     cond.wait(0.5)
-            if dm.channel is Channel.TAP:  # a rider waits at the reader: no burst to wait for
-                self._urgent.append((seq, dm))
-                self._wake_waiter()
-                return
-            self._queue.append((seq, dm))
+                if urgent:  # a rider waits at the reader: no burst to wait for
+                    self._urgent.append(entry)
+                    self._wake_waiter()
+                else:
+                    self._queue.append(entry)
             if self._waiter is not None and not self._wake_due:
                 self._wake_due = time.monotonic()
 
-    def _reject(self, code: str, msg: paho.MQTTMessage, detail: str) -> None:
-        """Count and log a refused message, then let it be acknowledged: it is done with."""
-        self._log_refusal(code, msg, detail)
-        if msg.qos:
-            self._acks.arrive(msg.mid, settled=True)
-
     def _send_pubacks(self, mids: list[int]) -> None:
-        """Queue PUBACKs as one write; paho's network thread sends it (see ``_make_client``)."""
-        queue_pubacks(self._client, mids)
+        """Send PUBACKs as one write, from the thread that settled them."""
+        client = self._client
+        queue_pubacks(client, mids)
+        client.write_queued()
 
-    def _log_refusal(self, code: str, msg: paho.MQTTMessage, detail: str) -> None:
-        self.stats.rejected[code] += 1
-        n = self._reject_logged.get(code, 0) + 1
-        self._reject_logged[code] = n
+    def _log_refusal(self, code: str, topic: bytes, size: int, detail: str) -> None:
+        """Count and log a refused message (either thread: replies are refused on the
+        network thread, everything else on the event loop)."""
+        with self._refusals:
+            self.stats.rejected[code] += 1
+            n = self._reject_logged.get(code, 0) + 1
+            self._reject_logged[code] = n
         if n <= 10 or n % 1000 == 0:
-            topic = raw_topic(msg)[:120]  # bytes; repr() keeps hostile text inert in logs
             log.warning(
                 "mqtt: rejected message on %r (%d bytes): %s: %s [%d so far]",
-                topic,
-                len(msg.payload),
+                topic[:120],  # bytes; repr() keeps hostile text inert in logs
+                size,
                 code,
                 detail,
                 n,
@@ -520,14 +564,23 @@ class MqttDriver:
             self._loop.call_soon_threadsafe(_settle, waiter, None)
 
     async def get_batch(self, max_items: int = 1024) -> list[DeviceMessage]:
-        """Wait for at least one message; return up to ``max_items`` at once.
+        """Wait for at least one accepted message; return up to ``max_items`` at once.
 
         Readers' taps come first, in a batch of their own (a small transaction, so the
         unlock leaves without waiting for a thousand reports); every other message in
-        arrival order. The broker keeps every message returned here until
+        arrival order. Messages are validated here; a refused one is counted, logged and
+        acknowledged. The broker keeps every message returned here until
         :meth:`acknowledge_delivered` says its effect is committed: call it after each
         batch's transaction.
         """
+        while True:
+            entries = await self._take_entries(max_items)
+            batch = self._accept(entries)
+            if batch:
+                return batch
+
+    async def _take_entries(self, max_items: int) -> list[_Inbound]:
+        """Wait for queued messages; take up to ``max_items`` of the first queue that has any."""
         while True:
             with self._cond:
                 q = self._urgent or self._queue
@@ -536,13 +589,36 @@ class MqttDriver:
                     entries = [q.popleft() for _ in range(min(len(q), max_items))]
                     if full:
                         self._cond.notify_all()
-                    self._handed.extend(seq for seq, _ in entries if seq)
-                    return [dm for _, dm in entries]
+                    return entries
                 if self._closed:
                     raise MqttClosed("driver closed")
                 waiter = self._loop.create_future()  # type: ignore[union-attr]
                 self._waiter = waiter
             await waiter
+
+    def _accept(self, entries: list[_Inbound]) -> list[DeviceMessage]:
+        """The messages of ``entries`` that pass validation; the others are settled (their
+        PUBACK leaves in turn) and the accepted ones await ``acknowledge_delivered``."""
+        accepted: list[DeviceMessage] = []
+        handed: list[int] = []
+        refused: list[int] = []
+        decode_one = self._decode
+        for seq, topic, payload, retained, at in entries:
+            try:
+                accepted.append(decode_one(topic, payload, retained, at))
+            except ProtocolError as exc:
+                self._log_refusal(exc.code, topic, len(payload), exc.detail)
+                if seq:
+                    refused.append(seq)
+                continue
+            if seq:
+                handed.append(seq)
+        self.stats.accepted += len(accepted)
+        with self._cond:
+            self._handed.extend(handed)
+        if refused:
+            self._acks.commit(refused)
+        return accepted
 
     def acknowledge_delivered(self) -> None:
         """Every message :meth:`get_batch` returned so far is committed: release its PUBACK."""
@@ -678,7 +754,9 @@ class MqttDriver:
         props = PackedProperties(pack_publish_properties(expiry, reply, command.cmd_id.encode()))
         if payload is None:
             payload = encode(command)
-        info = self._client.publish(topic, payload, qos=1, properties=props)
+        client = self._client
+        info = client.publish(topic, payload, qos=1, properties=props)
+        client.write_queued()
         self.stats.command_publishes += 1
         return info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 

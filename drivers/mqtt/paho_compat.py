@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
@@ -64,6 +66,46 @@ def new_properties(packet_type: int) -> Properties:
 _TOPIC_LENGTH = struct.Struct("!H")  # also the packet id: two bytes, big-endian
 _PUBACK_SUCCESS = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (v5 §3.4.2.1)
 _READ_CHUNK = 65536
+_PUBLISH = 0x30  # MQTT packet type 3, in the high nibble of the fixed header
+
+# A PUBLISH read in bulk: topic (raw bytes), payload, packet id (0 at QoS 0), QoS, retain.
+BarePublish = tuple[bytes, bytes, int, int, bool]
+
+
+def _body_bounds(buffer: bytes, at: int) -> tuple[int, int] | None:
+    """Where the body of the packet starting at ``at`` begins and ends, or None when the
+    buffer holds less than the whole packet (or a malformed length, which paho reports)."""
+    end = len(buffer)
+    length = 0
+    shift = 0
+    i = at + 1
+    while True:  # the remaining length: 1 to 4 bytes, 7 bits each, low bits first
+        if i >= end or i - at > 4:
+            return None
+        byte = buffer[i]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not byte & 0x80:
+            break
+    if end - i < length:
+        return None
+    return i, i + length
+
+
+def _bare_publish_at(buffer: bytes, header: int, start: int, end: int) -> BarePublish | None:
+    """The PUBLISH whose body is ``buffer[start:end]`` if it is QoS 0 or 1 and has no
+    properties; None for any other packet, or a malformed one (paho reads and reports it)."""
+    qos = (header >> 1) & 0x03
+    if header & 0xF0 != _PUBLISH or qos > 1 or end - start < 3:
+        return None
+    topic_end = start + 2 + _TOPIC_LENGTH.unpack_from(buffer, start)[0]
+    properties = topic_end + 2 * qos
+    if properties >= end or buffer[properties] != 0:
+        return None
+    mid = _TOPIC_LENGTH.unpack_from(buffer, topic_end)[0] if qos else 0
+    topic = buffer[start + 2 : topic_end]
+    return topic, buffer[properties + 1 : end], mid, qos, bool(header & 0x01)
 
 
 class BufferedSocket:
@@ -95,25 +137,30 @@ class BufferedSocket:
         """The next whole MQTT packet already read (its first byte and its body), or None
         when the buffer holds less than one packet (paho then reads the rest itself)."""
         buffer, at = self._buffer, self._pos
-        end = len(buffer)
-        if end - at < 2:
+        bounds = _body_bounds(buffer, at)
+        if bounds is None:
             return None
-        length = 0
-        shift = 0
-        i = at + 1
-        while True:  # the remaining length: 1 to 4 bytes, 7 bits each, low bits first
-            if i >= end or i - at > 4:
-                return None  # incomplete, or malformed: paho reads it and says which
-            byte = buffer[i]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            i += 1
-            if not byte & 0x80:
+        start, end = bounds
+        self._pos = end
+        return buffer[at], buffer[start:end]
+
+    def take_bare_publishes(self, limit: int) -> list[BarePublish]:
+        """The whole MQTT v5 PUBLISH packets without properties (QoS 0 or 1) at the front of
+        the buffer, up to ``limit``, taken out of it: it stops before anything else (a reply
+        with its correlation data, a PUBACK, a packet not yet whole), which paho reads."""
+        buffer, at = self._buffer, self._pos
+        taken: list[BarePublish] = []
+        while len(taken) < limit:
+            bounds = _body_bounds(buffer, at)
+            if bounds is None:
                 break
-        if end - i < length:
-            return None
-        self._pos = i + length
-        return buffer[at], buffer[i : i + length]
+            publish = _bare_publish_at(buffer, buffer[at], *bounds)
+            if publish is None:
+                break
+            taken.append(publish)
+            at = bounds[1]
+        self._pos = at
+        return taken
 
     def pending(self) -> int:
         """Bytes read from the socket and not yet handed to paho (and TLS's own)."""
@@ -143,8 +190,32 @@ class FastClient(paho.Client):
     never registers, before calling ``on_message``.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_lock = threading.Lock()
+        # Runs of plain PUBLISH packets, in order, instead of ``on_message`` for each
+        # (``read_buffered``); None: every message through ``on_message``.
+        self.on_bare_publishes: Callable[[list[BarePublish]], None] | None = None
+
     def _create_socket(self) -> SocketLike:
         return BufferedSocket(super()._create_socket())
+
+    def _packet_write(self) -> MQTTErrorCode:
+        """paho's write, by one thread at a time (the network thread, ``write_queued``)."""
+        with self._write_lock:
+            return super()._packet_write()
+
+    def write_queued(self) -> None:
+        """Write the packets queued so far from the calling thread, as far as the socket
+        takes them without blocking; the network thread writes whatever is left.
+
+        Why: paho hands a packet published from another thread to its network thread,
+        which must first win the interpreter lock from a busy event loop (a millisecond or
+        more per hand-over); a command, or the PUBACKs of a committed batch, go out now.
+        An error is left for the network thread to meet on its next read or write.
+        """
+        if self.socket() is not None:
+            self._packet_write()
 
     def _packet_read(self) -> MQTTErrorCode:
         """A packet already whole in the read buffer handled at once; paho reads the rest.
@@ -190,14 +261,18 @@ class FastClient(paho.Client):
         own logger; for a backlog of small reports that is a third of the network thread.
         """
         header = self._in_packet["command"]
-        qos = (header & 0x06) >> 1
-        message = None
-        if qos < 2 and self._protocol == paho.MQTTv5:
-            message = _bare_publish(self._in_packet["packet"], qos)
-        if message is None:
+        packet = bytes(self._in_packet["packet"])
+        bare = None
+        if self._protocol == paho.MQTTv5:
+            bare = _bare_publish_at(packet, header, 0, len(packet))
+        if bare is None:
             return super()._handle_publish()
+        topic, payload, mid, qos, retain = bare
+        message = paho.MQTTMessage(mid=mid, topic=topic)
+        message.qos = qos
+        message.payload = payload
         message.dup = bool(header & 0x08)
-        message.retain = bool(header & 0x01)
+        message.retain = retain
         message.timestamp = time.monotonic()
         self._handle_on_message(message)
         if qos == 1 and not self._manual_ack:
@@ -213,35 +288,42 @@ class FastClient(paho.Client):
 
     def read_buffered(self, max_packets: int) -> MQTTErrorCode:
         """Handle the packets already read into memory, up to ``max_packets``, with no
-        ``select`` between them; paho's code (success once nothing whole is left)."""
+        ``select`` between them; paho's code (success once nothing whole is left).
+
+        Runs of plain PUBLISH packets go to ``on_bare_publishes`` in one call each (a
+        telemetry backlog costs a few microseconds a message, so this thread stays quick to
+        read a command's reply); everything else goes through paho. A packet queued
+        meanwhile (a command, PUBACKs) is written before the next packet is read.
+        """
         sock = self.socket()
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         while max_packets > 0 and isinstance(sock, BufferedSocket) and sock.pending():
-            rc = self.loop_read()
+            bare = self._take_bare(sock, max_packets)
+            if bare:
+                max_packets -= len(bare)
+                self._last_bytes_received = time.monotonic()  # paho's keepalive reads it
+                self.on_bare_publishes(bare)  # type: ignore[misc]  # _take_bare checked it
+            else:
+                rc = self.loop_read()
+                max_packets -= 1
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self.want_write():
+                rc = self.loop_write()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
-            max_packets -= 1
             sock = self.socket()
         return rc
 
-
-def _bare_publish(packet: bytes | bytearray, qos: int) -> paho.MQTTMessage | None:
-    """The message of a PUBLISH body whose property length is zero, else None."""
-    try:
-        (topic_length,) = _TOPIC_LENGTH.unpack_from(packet, 0)
-        at = 2 + topic_length
-        mid = 0
-        if qos:
-            (mid,) = _TOPIC_LENGTH.unpack_from(packet, at)
-            at += 2
-        if at >= len(packet) or packet[at] != 0:
-            return None  # properties (a command reply's correlation data): paho's own decoding
-    except struct.error:
-        return None  # too short: paho's decoding reports it as malformed
-    message = paho.MQTTMessage(mid=mid, topic=bytes(packet[2 : 2 + topic_length]))
-    message.qos = qos
-    message.payload = bytes(packet[at + 1 :])
-    return message
+    def _take_bare(self, sock: BufferedSocket, limit: int) -> list[BarePublish]:
+        """Plain PUBLISH packets at the front of the buffer, when the bulk path applies: a
+        handler is set, MQTT v5, acknowledgements are the caller's, no packet half read."""
+        if (
+            self.on_bare_publishes is None
+            or self._protocol != paho.MQTTv5
+            or not self._manual_ack
+            or self._in_packet["command"] != 0
+        ):
+            return []
+        return sock.take_bare_publishes(limit)
 
 
 def queue_pubacks(client: paho.Client, mids: list[int]) -> None:

@@ -1,7 +1,9 @@
 """Counters of the MQTT driver, for /health and /metrics.
 
 Each counter is written by one thread only (the network thread or the event loop), so plain
-ints are enough; readers take a snapshot with :meth:`DriverStats.snapshot`.
+ints are enough; ``rejected``, written by both (replies are refused on the network thread,
+everything else on the event loop), is written under the driver's lock. Readers take a
+snapshot with :meth:`DriverStats.snapshot`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from typing import Any
 
 # Upper bounds (seconds) of the command latency buckets: a loopback round trip is ~1 ms, a
 # device on a mobile link tens to hundreds, a retry seconds.
-LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Fine steps up to 10 ms: a command's round trip on a site's loopback or LAN is there.
+LATENCY_BUCKETS = (
+    *(0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01),
+    *(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 
 
 @dataclass(slots=True)
@@ -38,7 +44,8 @@ class DriverStats:
     connect_failures: int = 0
     last_error: str | None = None
     received: int = 0
-    accepted: int = 0
+    accepted: int = 0  # device messages, validated on the event loop
+    replies_accepted: int = 0  # command replies, validated on the network thread
     rejected: Counter[str] = field(default_factory=Counter)
     queue_blocked: int = 0  # times the network thread waited for the consumer
     commands_sent: int = 0
@@ -65,7 +72,7 @@ class DriverStats:
             "connect_failures": self.connect_failures,
             "last_error": self.last_error,
             "received": self.received,
-            "accepted": self.accepted,
+            "accepted": self.accepted + self.replies_accepted,
             "rejected": dict(self.rejected),
             "rejected_total": sum(self.rejected.values()),
             "queue_depth": queue_depth,
