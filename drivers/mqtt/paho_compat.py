@@ -9,6 +9,7 @@ a private member breaks one module, and a reviewer sees every such reach at once
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -212,9 +213,12 @@ class FastClient(paho.Client):
         Why: paho hands a packet published from another thread to its network thread,
         which must first win the interpreter lock from a busy event loop (a millisecond or
         more per hand-over); a command, or the PUBACKs of a committed batch, go out now.
-        An error is left for the network thread to meet on its next read or write.
+        An error is left for the network thread to meet on its next read or write. A TLS
+        connection is left to the network thread: one SSL object must not read in one
+        thread while it writes in another.
         """
-        if self.socket() is not None:
+        sock = self.socket()
+        if isinstance(sock, BufferedSocket) and not isinstance(sock.inner, ssl.SSLSocket):
             self._packet_write()
 
     def _packet_read(self) -> MQTTErrorCode:
