@@ -49,4 +49,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+# Bytecode of the project's own modules, as pip writes it for every package it installs: an
+# editable install leaves it to the first import, which writes nothing where it may not (a
+# service user, PYTHONDONTWRITEBYTECODE); the daemon then compiled about 170 modules at every
+# start (0.12 s of its 0.75 s of imports). Python checks each file's date: a stale one is
+# compiled again in memory, never used.
+.venv/bin/python -m compileall -q -j 0 gateway drivers api firmware-sim/firmware_sim >/dev/null
 echo "setup: ready (.venv/bin/dockgate)"
