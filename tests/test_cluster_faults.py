@@ -41,7 +41,6 @@ import pytest
 from dockgate.sim.device_base import Broker
 from dockgate.sim.ntag424 import card
 from dockgate.sim.reader import SimReaderController
-from dockgate.sim.services import ServiceError
 from dockgate.sim.services.mosquitto import Mosquitto
 from dockgate.sim.services.postgres import PostgresServer
 from dockgate.sim.simclock import ScaledClock
@@ -60,6 +59,7 @@ from tests.support.cluster import (
 )
 from tests.support.flood import Flood, StreamPublisher, Tally
 from tests.support.publisher import PacedPublisher
+from tests.support.stores import running_postgres
 from tests.support.system_harness import (
     FILE,
     META,
@@ -92,16 +92,7 @@ FLOOD_CONF = SiteConf(lease_seconds=LEASE_S, renew_seconds=RENEW_S)
 def site_postgres() -> Iterator[PostgresServer]:
     """The module's own durable PostgreSQL (fsync on): the fault tests stop and crash it,
     which must cost nothing a node committed; other modules' server is left alone."""
-    server = PostgresServer(durable=True)
-    try:
-        server.start()
-    except ServiceError as exc:
-        server.cleanup()
-        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from running_postgres(durable=True)
 
 
 @pytest.fixture

@@ -22,10 +22,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from dockgate.sim.services import ServiceError
 from dockgate.sim.services.postgres import PostgresServer
 from tests.support import stores
-from tests.support.stores import ENGINES, TestDatabases
+from tests.support.stores import ENGINES, TestDatabases, running_postgres
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,16 +55,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(durable=False)
-    try:
-        server.start()
-    except ServiceError as exc:
-        server.cleanup()
-        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.cleanup()
+    yield from running_postgres(durable=False)
 
 
 @pytest.fixture

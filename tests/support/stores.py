@@ -19,10 +19,14 @@ The PostgreSQL databases a test made are dropped when it ends.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dockgate.gateway.store import BaseDatabase, Store, open_database
+from dockgate.sim.services import ServiceError
 from dockgate.sim.services.postgres import PostgresServer
 
 ENGINES = ("sqlite", "postgresql")
@@ -97,3 +101,18 @@ def open_test_store(path: str | Path, **kwargs: Any) -> Store:
 
 def database_target(path: str | Path) -> str:
     return _current.target(path)
+
+
+def running_postgres(*, durable: bool) -> Iterator[PostgresServer]:
+    """A started PostgreSQL for a fixture to yield, removed after; a server that cannot
+    start fails the test (it does not skip it)."""
+    server = PostgresServer(durable=durable)
+    try:
+        server.start()
+    except ServiceError as exc:
+        server.cleanup()
+        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.cleanup()
