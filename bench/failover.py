@@ -154,31 +154,6 @@ def settled_tally(cluster: Cluster, puller: FeedPuller, flood: Flood) -> Any:
 
 
 # -- 2. ingest on PostgreSQL beside SQLite ---------------------------------------------------------
-class PgClockWatch:
-    """bench/ingest.py's ``ClockWatch`` on PostgreSQL: which last reports are committed."""
-
-    def __init__(self, url: str, backlog: bench_ingest.Backlog) -> None:
-        self.conn = psycopg.connect(url, autocommit=True)
-        self.backlog = backlog
-
-    def any_applied(self) -> bool:
-        return self.conn.execute("SELECT 1 FROM vehicle_clocks LIMIT 1").fetchone() is not None
-
-    def sentinel_done(self) -> bool:
-        want = self.backlog.last_ts[self.backlog.sentinel]
-        row = self.conn.execute(
-            "SELECT report_ts FROM vehicle_clocks WHERE vehicle_id = %s", (self.backlog.sentinel,)
-        ).fetchone()
-        return row is not None and row[0] == want
-
-    def missing(self) -> int:
-        got = dict(self.conn.execute("SELECT vehicle_id, report_ts FROM vehicle_clocks").fetchall())
-        return sum(1 for vid, ts in self.backlog.last_ts.items() if got.get(vid) != ts)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 def seed_postgres(url: str, data_dir: Path, vehicles: int) -> None:
     """bench/system.py's fleet in a fresh PostgreSQL database (the daemon's migrations first)."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -221,7 +196,7 @@ def postgres_round(
     finally:
         daemon.stop()
     bench_mqtt.publish_all(port, backlog.msgs)
-    watch = PgClockWatch(url, backlog)
+    watch = bench_ingest.ClockWatch(psycopg.connect(url, autocommit=True), backlog, "%s")
     daemon.start()
     try:
         drained = drain(daemon, watch, backlog)
@@ -239,7 +214,9 @@ def leads(daemon: bench_system.DaemonProcess) -> bool:
 
 
 def drain(
-    daemon: bench_system.DaemonProcess, watch: PgClockWatch, backlog: bench_ingest.Backlog
+    daemon: bench_system.DaemonProcess,
+    watch: bench_ingest.ClockWatch,
+    backlog: bench_ingest.Backlog,
 ) -> dict[str, Any]:
     """Poll until every vehicle's last report is committed; the figures of the drain."""
     proc = psutil.Process(daemon.proc.pid)

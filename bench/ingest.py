@@ -116,11 +116,19 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class ClockWatch:
-    """Read-only view of the daemon's ``vehicle_clocks``: which last reports are committed."""
+    """Read-only view of the daemon's ``vehicle_clocks``: which last reports are committed.
 
-    def __init__(self, db_path: Path, backlog: Backlog) -> None:
-        self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    ``conn`` is a DB-API connection with ``execute`` (sqlite3, or psycopg in autocommit for
+    bench/failover.py), ``marker`` its parameter placeholder."""
+
+    def __init__(self, conn: Any, backlog: Backlog, marker: str = "?") -> None:
+        self.conn = conn
         self.backlog = backlog
+        self.marker = marker
+
+    @classmethod
+    def sqlite(cls, db_path: Path, backlog: Backlog) -> ClockWatch:
+        return cls(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5), backlog)
 
     def any_applied(self) -> bool:
         return self.conn.execute("SELECT 1 FROM vehicle_clocks LIMIT 1").fetchone() is not None
@@ -128,7 +136,8 @@ class ClockWatch:
     def sentinel_done(self) -> bool:
         want = self.backlog.last_ts[self.backlog.sentinel]
         row = self.conn.execute(
-            "SELECT report_ts FROM vehicle_clocks WHERE vehicle_id = ?", (self.backlog.sentinel,)
+            f"SELECT report_ts FROM vehicle_clocks WHERE vehicle_id = {self.marker}",
+            (self.backlog.sentinel,),
         ).fetchone()
         return row is not None and row[0] == want
 
@@ -199,7 +208,7 @@ def daemon_round(
         daemon.stop()
     bench_mqtt.publish_all(port, backlog.msgs)
     n = len(backlog.msgs)
-    watch = ClockWatch(db_path, backlog)
+    watch = ClockWatch.sqlite(db_path, backlog)
     daemon.profile = profile
     daemon.start()  # daemon.started_at: the starting line
     proc = psutil.Process(daemon.proc.pid)
