@@ -9,20 +9,19 @@ database, every message the broker accepted that left no trace (lost) or two (du
 
 :class:`StreamPublisher` publishes a flood at a steady rate from a thread until stopped
 (plain paho, QoS 1), then waits for the broker's PUBACK of each: what it returns is what the
-broker took. (tests/support/publisher.py publishes a fixed list the same way.)
+broker took (tests/support/publisher.py's ``PacedPublisher`` on the endless flood).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support.publisher import PacedPublisher
 
 __all__ = ["Flood", "StreamPublisher", "Tally"]
 
@@ -134,51 +133,9 @@ class Flood:
         )
 
 
-class StreamPublisher(threading.Thread):
+class StreamPublisher(PacedPublisher):
     """Publishes ``flood`` at ``rate`` messages a second until :meth:`finish`; counts PUBACKs."""
 
     def __init__(self, port: int, flood: Flood, *, rate: float, client_id: str) -> None:
-        super().__init__(name=f"stream-{client_id}", daemon=True)
-        self.port = port
-        self.flood = flood
-        self.rate = rate
-        self.client_id = client_id
-        self.published = 0
-        self.acked = 0
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self._publish()
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            self.error = exc
-
-    def _publish(self) -> None:
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
-        client.max_inflight_messages_set(100)
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        infos = []
-        started = time.monotonic()
-        while not self._halt.is_set():
-            topic, payload = self.flood.next()
-            infos.append(client.publish(topic, payload, qos=1))
-            self.published += 1
-            delay = started + self.published / self.rate - time.monotonic()
-            if delay > 0:
-                self._halt.wait(delay)
-        for info in infos:
-            info.wait_for_publish(60)
-            assert info.is_published()
-            self.acked += 1
-        client.loop_stop()
-        client.disconnect()
-
-    def finish(self, timeout: float = 90.0) -> int:
-        """Stop publishing, wait for every PUBACK; how many messages the broker took."""
-        self._halt.set()
-        self.join(timeout)
-        assert self.error is None, f"publisher failed: {self.error!r}"
-        assert not self.is_alive(), "publisher still waiting for PUBACKs"
-        return self.acked
+        endless = iter(flood.next, None)  # next() never returns None
+        super().__init__(port, endless, rate=rate, client_id=client_id)
