@@ -3,27 +3,15 @@ says so; a step broken on purpose (`--break-step`) makes it fail with that step 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from dockgate.gateway.demo import STEPS
+from tests.support.demo import run_demo
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dockgate.gateway.cli", "demo", "--once", "--no-ui", *args],
-        capture_output=True,
-        text=True,
-        timeout=200,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 def test_the_scripted_day_passes_every_step() -> None:

@@ -3,26 +3,14 @@ starts, the leader killed mid-day, the standby taking over, and every step sayin
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from dockgate.gateway.demo import CLUSTER_STEPS
+from tests.support.demo import run_demo
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dockgate.gateway.cli", "demo", "--once", "--no-ui", *args],
-        capture_output=True,
-        text=True,
-        timeout=200,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 def test_the_cluster_day_survives_the_leaders_death_with_nothing_lost() -> None:
